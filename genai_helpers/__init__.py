@@ -1,0 +1,18 @@
+"""genai_helpers: the training and inference code behind the book *Generative AI System Design*.
+
+Organised by capability, not by chapter:
+
+- :mod:`genai_helpers.runtime`     device (CUDA -> MPS -> CPU), seeding, smoke/full mode
+- :mod:`genai_helpers.attention`   scaled dot-product and multi-head attention, masks (ch. 01)
+- :mod:`genai_helpers.positional`  sinusoidal and learned positional encodings (ch. 01, 04)
+- :mod:`genai_helpers.transformer` feed-forward, transformer block, mixture of experts (ch. 01)
+- :mod:`genai_helpers.models`      complete models (a small transformer language model, ...)
+- :mod:`genai_helpers.data`        offline data sources and tokenizers
+- :mod:`genai_helpers.training`    the training loop every chapter uses
+- :mod:`genai_helpers.checkpoint`  safetensors checkpoints written atomically
+- :mod:`genai_helpers.viz`         attention heatmaps, image grids, live plots, sweep players
+- :mod:`genai_helpers.notebook`    run metadata and the stale-output check for chapters
+"""
+__version__ = "0.1.0"
+
+from .runtime import get_device, is_smoke, pick, run_mode, seed_everything  # noqa: E402,F401
