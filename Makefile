@@ -11,7 +11,8 @@ VENDOR := _vendor
 NB ?= notebooks/*.ipynb
 
 # Tests never reach a model hub; smoke mode keeps every chapter to seconds.
-TEST_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 GENAI_MODE=smoke MPLBACKEND=Agg PYTHONHASHSEED=0
+# (No MPLBACKEND here: notebook kernels must keep Jupyter's inline backend to store figures.)
+TEST_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 GENAI_MODE=smoke PYTHONHASHSEED=0
 
 .PHONY: help setup book test unit notebooks site-check lab execute bench clean
 
@@ -62,7 +63,7 @@ lab: setup
 	$(BIN)/jupyter lab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 execute: setup
-	MPLBACKEND=Agg PYTHONHASHSEED=0 $(PY) -m genai_helpers.notebook execute $(NB)
+	HF_HUB_OFFLINE=1 PYTHONHASHSEED=0 $(PY) -m genai_helpers.notebook execute $(NB)
 
 bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; MPLBACKEND=Agg $(PY) $$b || exit 1; done

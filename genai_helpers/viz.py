@@ -165,12 +165,13 @@ class LiveLossPlot:
 
 
 def sweep_player(values: Sequence, draw: Callable[[Figure, object], None], *, figsize=(6.0, 4.0),
-                 interval_ms: int = 600, label: str | None = None):
+                 interval_ms: int = 600, label: str | None = None, dpi: int = 72):
     """Turn a parameter sweep into an HTML player with play controls and a frame slider.
 
     ``draw(fig, value)`` draws one frame onto a cleared figure. This is the static-site twin of an
     ipywidgets slider: every frame is precomputed (``Animation.to_jshtml``), so it works with no
-    kernel and no network. Returns ``IPython.display.HTML``.
+    kernel and no network. Frames are stored at ``dpi`` to keep notebooks small.
+    Returns ``IPython.display.HTML``.
     """
     from IPython.display import HTML
     from matplotlib.animation import FuncAnimation
@@ -180,7 +181,7 @@ def sweep_player(values: Sequence, draw: Callable[[Figure, object], None], *, fi
         raise ValueError("values must contain at least one setting")
     if not callable(draw):
         raise TypeError("draw must be callable: draw(fig, value)")
-    fig = Figure(figsize=figsize, layout="constrained")
+    fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
 
     def frame(i):

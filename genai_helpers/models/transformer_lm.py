@@ -118,8 +118,10 @@ class TransformerLM(nn.Module):
 
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+                 generator: torch.Generator | None = None, suppress_tokens=()) -> torch.Tensor:
         """Append ``max_new_tokens`` tokens to ``idx`` ``(B, T)``; ``temperature=0`` is greedy.
+
+        ``suppress_tokens`` lists ids that are never produced (e.g. ``<unk>``).
 
         No KV cache here (each step recomputes the whole context); chapter 09 measures the cache.
         """
@@ -130,6 +132,8 @@ class TransformerLM(nn.Module):
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         for _ in range(max_new_tokens):
             logits = self(idx[:, -self.config.block_size:])[:, -1, :]
+            if suppress_tokens:
+                logits[:, list(suppress_tokens)] = float("-inf")
             if temperature == 0:
                 nxt = logits.argmax(-1, keepdim=True)
             else:
