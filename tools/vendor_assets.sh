@@ -15,7 +15,8 @@
 # root: Jupyter Book adds every .js found under the static paths to every page once `_static/`
 # exists.
 #
-# Idempotent: when DEST already holds exactly these versions (DEST/VERSIONS), nothing is fetched.
+# Idempotent: when DEST already holds exactly these versions, copied by this version of the
+# script (DEST/VERSIONS), nothing is fetched.
 # To change a version, edit the pins below (version and checksum together) and run it again.
 set -euo pipefail
 
@@ -35,7 +36,9 @@ PINS=(
     "requirejs@2.3.8 777158e89275e16bd51aec3ef714fbcb5dc45789e7078659933bc814916d7dec"
     "@jupyter-widgets/html-manager@1.0.15 2b9d65cb7913e1c7d671757a10008b32c9c2448d4429513371e55c07d6107638"
 )
-WANT=$(printf '%s\n' "${PINS[@]}")
+# What DEST/VERSIONS records: the pins, and a hash of this script (so that a change to what is
+# kept below also triggers a fresh copy).
+WANT=$(printf '%s\n' "${PINS[@]}" "vendor_assets.sh $(sha256sum "$0" | cut -d' ' -f1)")
 
 if [ -f "$DEST/VERSIONS" ] && [ "$(cat "$DEST/VERSIONS")" = "$WANT" ] \
     && [ -s "$DEST/mathjax/es5/tex-chtml.js" ] && [ -s "$DEST/requirejs/require.js" ] \
@@ -84,13 +87,14 @@ keep() {  # keep PACKAGE TARGET_DIR REL...
     done
 }
 
-# MathJax: the single-file TeX→CommonHTML component, the extensions its autoloader may fetch
-# (\boldsymbol, \cancel, \color, ...), the menu it lazy-loads, and the CommonHTML web fonts.
+# MathJax: the single-file TeX -> CommonHTML component (it already contains the context menu and
+# assistive MathML), the TeX extensions its autoloader fetches on first use (\boldsymbol,
+# \cancel, \ce from mhchem, ...), and the CommonHTML web fonts.
+# Left out: the SVG output, MathML input, and the speech/explorer accessibility modules, which
+# load only if a reader turns them on in MathJax's context menu.
 keep mathjax mathjax LICENSE \
     es5/tex-chtml.js \
     es5/input/tex/extensions \
-    es5/ui \
-    es5/a11y/assistive-mml.js \
     es5/output/chtml/fonts/woff-v2
 # RequireJS: the loader itself (the package has no minified copy; this one is 86 kB and carries
 # its MIT licence in its header).
@@ -111,4 +115,4 @@ mv "$WORK/out" "$DEST.tmp"
 rm -rf "$DEST"
 mv "$DEST.tmp" "$DEST"
 echo "vendor_assets: $DEST ready ($(du -sh "$DEST" | cut -f1)):"
-sed 's/ .*//; s/^/  /' "$DEST/VERSIONS"
+grep -v '^vendor_assets' "$DEST/VERSIONS" | sed 's/ .*//; s/^/  /'

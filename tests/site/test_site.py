@@ -1,0 +1,559 @@
+"""Browser check of the built website: the pages a reader lands on render, offline.
+
+``make test`` builds the book, then runs this file against the result. It opens the intro and
+chapter 1 in headless Chromium (network disabled), takes the DOM after MathJax and the widget
+scripts have run, and fails on what a reader would see as broken:
+
+- a blank page (almost no visible text);
+- a Python traceback or notebook error output;
+- math that MathJax did not typeset (raw ``$x$``, ``$$``, ``\\(``, ``\\[`` left in the text, or a
+  MathJax error), or pages with math but no MathJax output at all;
+- a missing figure (an ``<img>`` whose file is absent or empty, or that points at the internet);
+- on chapter 1: no animation player from ``matplotlib.animation.Animation.to_jshtml()`` (that is
+  how sliders work on the static site), and saved ipywidgets that were not drawn.
+
+It also checks every built page without a browser (local scripts, stylesheets and images exist;
+nothing in a page's ``<head>`` comes from the network), that search finds chapter 1, and saves
+screenshots to ``_build/screenshots/`` for a person to look at.
+
+The check functions are tested on deliberately broken pages at the bottom of this file, so a
+check that silently stopped working would show up as a failing test.
+
+Environment:
+    GENAI_SITE_DIR         the built site (default: ``_build/html`` in the repository)
+    GENAI_REQUIRE_BROWSER  ``1`` turns "Chromium not found" from a skip into a failure (CI sets it)
+    GENAI_CHROMIUM         path of the browser, if it is not ``chromium`` on the PATH
+"""
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+from bs4 import BeautifulSoup  # installed with jupyter-book (its theme depends on it)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SITE_DIR = Path(os.environ.get("GENAI_SITE_DIR") or REPO_ROOT / "_build" / "html").resolve()
+SCREENSHOT_DIR = SITE_DIR.parent / "screenshots"
+
+INTRO = "book/intro.html"
+CHAPTER_01 = "notebooks/01_attention.html"
+# The pages opened in the browser, with the name their screenshots are saved under.
+BROWSER_PAGES = {INTRO: "intro", CHAPTER_01: "01_attention"}
+
+MIN_VISIBLE_CHARS = 300  # the intro has a few thousand; a page that failed to render has ~0
+BROWSER_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+BROWSER_TIMEOUT_S = 180
+# Flags from ../shared/ENVIRONMENT.md, plus --host-resolver-rules so that no host name resolves:
+# the pages must render from the files on disk alone, even on a machine that is online.
+BROWSER_FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+    "--hide-scrollbars", "--host-resolver-rules=MAP * ~NOTFOUND",
+    # Virtual time runs ahead as soon as the page is idle, so this costs about a second of
+    # real time; it bounds waiting for MathJax and the widget manager (and the index redirect).
+    "--virtual-time-budget=15000",
+)
+WINDOW = (1280, 900)
+LONG_WINDOW = (1280, 6000)  # a second, taller screenshot showing more of the page
+
+
+# --------------------------------------------------------------------------------------------
+# Check functions: each takes a parsed page and returns a list of problems (empty when fine).
+# --------------------------------------------------------------------------------------------
+
+def parse(html: str) -> BeautifulSoup:
+    return BeautifulSoup(html, "html.parser")
+
+
+def content_of(soup: BeautifulSoup):
+    """The page's own content: the article without the navigation, or the body as a fallback."""
+    return soup.select_one("article.bd-article") or soup.select_one("main") or soup.body or soup
+
+
+def _text_without(node, selectors: str) -> str:
+    """Text of ``node`` with the elements matching ``selectors`` (a CSS selector list) removed."""
+    clone = parse(str(node))
+    for el in clone.select(selectors):
+        el.decompose()
+    return clone.get_text(" ")
+
+
+NOT_VISIBLE = "script, style, noscript, template, head"
+# Code, program output and MathJax's own output may legitimately contain $ and backslashes.
+NOT_PROSE = NOT_VISIBLE + ", pre, code, kbd, samp, textarea, mjx-container, .highlight"
+
+
+def visible_text(soup: BeautifulSoup) -> str:
+    """The words a reader sees in the page content, whitespace collapsed."""
+    return " ".join(_text_without(content_of(soup), NOT_VISIBLE).split())
+
+
+def find_blank_page(soup: BeautifulSoup, min_chars: int = MIN_VISIBLE_CHARS) -> list[str]:
+    n = len(visible_text(soup))
+    return [f"only {n} characters of visible text (expected at least {min_chars})"] if n < min_chars else []
+
+
+TRACEBACK_TEXT = re.compile(r"Traceback \(most recent call last\)")
+
+
+def find_tracebacks(soup: BeautifulSoup) -> list[str]:
+    """Error outputs of notebook cells (myst-nb gives them the class ``traceback``) and any
+    visible Python traceback."""
+    problems = []
+    for el in content_of(soup).select(".traceback"):
+        first_line = " ".join(el.get_text(" ").split())[:200]
+        problems.append(f"error output in the page: {first_line!r}")
+    text = _text_without(content_of(soup), NOT_VISIBLE)
+    for m in TRACEBACK_TEXT.finditer(text):
+        problems.append(f"visible traceback: {text[max(0, m.start() - 80):m.end() + 120]!r}")
+    return problems
+
+
+RAW_MATH = [
+    (re.compile(r"\$\$"), "$$"),
+    (re.compile(r"\\\(|\\\)"), r"\( \)"),
+    (re.compile(r"\\\[|\\\]"), r"\[ \]"),
+    (re.compile(r"\\begin\{\w+\*?\}"), r"\begin{...}"),
+    # $...$ on one line with TeX-looking content: a backslash command, ^, _ or braces.
+    (re.compile(r"\$[^$\n]*(?:\\[A-Za-z]+|[\^_{}])[^$\n]*\$"), "$...$"),
+]
+
+
+def find_raw_math(soup: BeautifulSoup) -> list[str]:
+    """TeX left in the prose after MathJax ran (code blocks and outputs are ignored)."""
+    text = _text_without(content_of(soup), NOT_PROSE)
+    problems = []
+    for pattern, name in RAW_MATH:
+        hits = list(pattern.finditer(text))
+        if hits:
+            m = hits[0]
+            example = " ".join(text[max(0, m.start() - 40):m.end() + 40].split())
+            problems.append(f"unrendered math ({name}, {len(hits)} times), first: {example!r}")
+    return problems
+
+
+def find_untypeset_math(soup: BeautifulSoup) -> list[str]:
+    """Math elements that MathJax did not turn into ``mjx-container``, and MathJax errors.
+
+    Sphinx writes every formula as an element with class ``math``; MathJax puts its output
+    inside it. An undefined macro shows up as ``mjx-merror``.
+    """
+    problems = []
+    for el in content_of(soup).select(".math"):
+        if el.find("mjx-container") is None:
+            problems.append(f"formula not typeset by MathJax: {' '.join(el.get_text(' ').split())[:120]!r}")
+    for el in soup.find_all("mjx-merror"):
+        problems.append(f"MathJax error: {el.get('data-mjx-error') or el.get_text(' ')!r}")
+    # MathJax draws an undefined macro such as \foo as its name in red text.
+    for el in soup.select('mjx-container mjx-mtext[style*="color: red"]'):
+        problems.append(f"undefined TeX macro (shown in red): {mathjax_chars(el)!r}")
+    return problems
+
+
+def mathjax_chars(el) -> str:
+    """The characters MathJax drew in ``el``: each is an ``mjx-c`` whose class names its code
+    point (``mjx-c5C`` is a backslash)."""
+    out = []
+    for c in el.find_all("mjx-c"):
+        for cls in c.get("class") or []:
+            m = re.fullmatch(r"mjx-c([0-9A-F]+)", cls)
+            if m:
+                out.append(chr(int(m.group(1), 16)))
+    return "".join(out)
+
+
+def find_missing_images(soup: BeautifulSoup, page: Path) -> list[str]:
+    """Every ``<img>`` must show something: a data: URI, or a non-empty file next to the page.
+
+    An image from the internet counts as missing: the site has to work offline.
+    """
+    problems = []
+    for img in soup.find_all("img"):
+        src = (img.get("src") or "").strip()
+        label = f"<img src={src[:80]!r} alt={img.get('alt', '')!r}>"
+        if not src:
+            problems.append(f"{label}: no src (for an animation player: its script did not run)")
+        elif src.startswith("data:"):
+            if "," not in src or len(src.split(",", 1)[1]) < 20:
+                problems.append(f"{label}: empty data URI")
+        elif urlsplit(src).scheme or src.startswith("//"):
+            problems.append(f"{label}: loaded from the network, missing offline")
+        else:
+            target = (page.parent / unquote(urlsplit(src).path)).resolve()
+            if not target.is_file():
+                problems.append(f"{label}: file {target} does not exist")
+            elif target.stat().st_size == 0:
+                problems.append(f"{label}: file {target} is empty")
+    return problems
+
+
+def find_animation_players(soup: BeautifulSoup) -> list:
+    """Players written by ``Animation.to_jshtml()``: a ``div.animation`` with a range slider."""
+    return [div for div in soup.select("div.animation") if div.select_one('input[type="range"]')]
+
+
+def find_undrawn_widgets(soup: BeautifulSoup) -> list[str]:
+    """Saved ipywidgets views that the embed manager did not draw from their stored state."""
+    problems = []
+    for script in soup.find_all("script", type="application/vnd.jupyter.widget-view+json"):
+        if script.parent is None or script.parent.select_one(".jupyter-widgets") is None:
+            problems.append(f"widget view not drawn: {script.get_text()[:120]!r}")
+    return problems
+
+
+def find_network_assets(soup: BeautifulSoup) -> list[str]:
+    """Scripts and stylesheets in the page head that come from the network instead of _static/."""
+    problems = []
+    head = soup.head or soup
+    for el in head.find_all(["script", "link"]):
+        url = el.get("src") if el.name == "script" else el.get("href")
+        rel = " ".join(el.get("rel") or [])
+        if el.name == "link" and not re.search(r"stylesheet|preload|modulepreload|icon", rel):
+            continue
+        if url and (urlsplit(url).scheme in ("http", "https") or url.startswith("//")):
+            problems.append(f"<{el.name}> loads {url} from the network")
+    return problems
+
+
+def find_missing_local_assets(soup: BeautifulSoup, page: Path) -> list[str]:
+    """Local scripts and stylesheets (the vendored MathJax and widget scripts among them) that
+    do not exist relative to the page: the check that relative paths work at every depth."""
+    problems = []
+    for el in soup.find_all(["script", "link"]):
+        url = el.get("src") if el.name == "script" else el.get("href")
+        if el.name == "link" and "stylesheet" not in (el.get("rel") or []):
+            continue
+        if not url or urlsplit(url).scheme or url.startswith("//"):
+            continue
+        target = (page.parent / unquote(urlsplit(url).path)).resolve()
+        if not target.is_file() or target.stat().st_size == 0:
+            problems.append(f"<{el.name}> {url}: {target} is missing or empty")
+    return problems
+
+
+def page_problems(soup: BeautifulSoup, page: Path) -> list[str]:
+    """Everything that must hold on every page opened in the browser."""
+    return (find_blank_page(soup) + find_tracebacks(soup) + find_raw_math(soup)
+            + find_untypeset_math(soup) + find_missing_images(soup, page) + find_undrawn_widgets(soup))
+
+
+def report(page: str, problems: list[str]) -> str:
+    return f"{page}: {len(problems)} problem(s):\n  " + "\n  ".join(problems)
+
+
+# --------------------------------------------------------------------------------------------
+# The browser
+# --------------------------------------------------------------------------------------------
+
+def find_browser() -> str | None:
+    explicit = os.environ.get("GENAI_CHROMIUM")
+    if explicit:
+        return explicit if shutil.which(explicit) or Path(explicit).is_file() else None
+    for name in BROWSER_NAMES:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def run_browser(browser: str, url: str, *args: str, window=WINDOW) -> str:
+    """Run headless Chromium on ``url`` with a fresh profile; return its stdout."""
+    with tempfile.TemporaryDirectory(prefix="genai-chromium-") as profile:
+        cmd = [browser, *BROWSER_FLAGS, f"--user-data-dir={profile}",
+               f"--window-size={window[0]},{window[1]}", *args, url]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BROWSER_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"Chromium did not finish within {BROWSER_TIMEOUT_S} s on {url}")
+    if proc.returncode != 0:
+        pytest.fail(f"Chromium exited with {proc.returncode} on {url}:\n{proc.stderr[-2000:]}")
+    return proc.stdout
+
+
+def dump_dom(browser: str, path: Path, query: str = "") -> BeautifulSoup:
+    url = path.as_uri() + (f"?{query}" if query else "")
+    html = run_browser(browser, url, "--dump-dom")
+    if "<html" not in html.lower():
+        pytest.fail(f"Chromium returned no DOM for {url} (stdout: {html[:300]!r})")
+    return parse(html)
+
+
+def screenshot(browser: str, path: Path, out: Path, window=WINDOW) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)
+    run_browser(browser, path.as_uri(), f"--screenshot={out}", window=window)
+    return out
+
+
+@pytest.fixture(scope="session")
+def site() -> Path:
+    if not (SITE_DIR / INTRO).is_file():
+        pytest.fail(
+            f"No built site at {SITE_DIR} (looked for {INTRO}). Build it first with `make book` "
+            "(or `jupyter-book build .`), or point GENAI_SITE_DIR at a built _build/html.",
+            pytrace=False)
+    return SITE_DIR
+
+
+@pytest.fixture(scope="session")
+def browser() -> str:
+    found = find_browser()
+    if found is None:
+        msg = ("Chromium not found (tried " + ", ".join(BROWSER_NAMES) + "; set GENAI_CHROMIUM). "
+               "Debian/Ubuntu: apt-get install --no-install-recommends chromium")
+        if os.environ.get("GENAI_REQUIRE_BROWSER") == "1":
+            pytest.fail(msg + " -- GENAI_REQUIRE_BROWSER=1, so the browser check cannot be skipped.",
+                        pytrace=False)
+        pytest.skip(msg)
+    return found
+
+
+@pytest.fixture(scope="session")
+def rendered(site: Path, browser: str):
+    """``rendered(page, query="")`` -> the DOM of ``site/page`` after its scripts ran (cached)."""
+    @functools.lru_cache(maxsize=None)
+    def render(page: str, query: str = "") -> BeautifulSoup:
+        path = site / page
+        if not path.is_file():
+            pytest.fail(f"{path} was not built (is it in _toc.yml?)", pytrace=False)
+        return dump_dom(browser, path, query)
+    return render
+
+
+def all_pages(site: Path) -> list[Path]:
+    return sorted(p for p in site.rglob("*.html") if "_static" not in p.relative_to(site).parts)
+
+
+# --------------------------------------------------------------------------------------------
+# Tests of the built site
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("page", list(BROWSER_PAGES))
+def test_page_renders_with_text_math_and_figures_and_no_errors(rendered, site, page):
+    soup = rendered(page)
+    problems = page_problems(soup, site / page)
+    assert not problems, report(page, problems)
+
+
+@pytest.mark.parametrize("page", list(BROWSER_PAGES))
+def test_page_with_math_gets_typeset_by_mathjax(rendered, site, page):
+    static = parse((site / page).read_text(encoding="utf-8"))
+    formulas = content_of(static).select(".math")
+    if page == INTRO:
+        assert formulas, f"{page} should contain at least one formula (the attention formula)"
+    if formulas:
+        n = len(rendered(page).find_all("mjx-container"))
+        assert n >= len(formulas), (
+            f"{page}: {len(formulas)} formulas but {n} MathJax outputs (mjx-container); is the "
+            "vendored MathJax (mathjax_path in _config.yml, _vendor/) loading?")
+
+
+def test_chapter_01_shows_at_least_one_figure(rendered):
+    images = content_of(rendered(CHAPTER_01)).find_all("img")
+    assert images, f"{CHAPTER_01} has no <img>: its figures are missing"
+
+
+def test_chapter_01_has_a_working_animation_player(rendered):
+    players = find_animation_players(rendered(CHAPTER_01))
+    assert players, (f"{CHAPTER_01} has no animation player (a div.animation with a range slider "
+                     "from Animation.to_jshtml()); sliders on the static site need one")
+    for player in players:
+        img = player.find("img")
+        assert img is not None and (img.get("src") or "").startswith("data:image"), (
+            f"{CHAPTER_01}: an animation player shows no frame (its script did not run)")
+
+
+def test_index_redirects_to_the_intro(rendered, site):
+    assert (site / "index.html").is_file(), f"{site}/index.html is missing"
+    soup = rendered("index.html")
+    intro_title = parse((site / INTRO).read_text(encoding="utf-8")).title
+    assert soup.title is not None and intro_title is not None
+    assert soup.title.get_text() == intro_title.get_text(), (
+        f"index.html shows {soup.title.get_text()!r}, not the intro")
+
+
+def test_search_page_finds_chapter_01(rendered):
+    soup = rendered("search.html", "q=attention")
+    results = soup.select("#search-results li a, .search li a")
+    texts = [a.get_text(" ") for a in results]
+    assert any("Chapter 1" in t for t in texts), (
+        f"searching 'attention' did not list chapter 1; results: {texts}")
+
+
+def test_every_page_loads_its_scripts_and_styles_from_the_site_not_the_network(site):
+    problems = []
+    for path in all_pages(site):
+        soup = parse(path.read_text(encoding="utf-8"))
+        rel = path.relative_to(site).as_posix()
+        problems += [f"{rel}: {p}" for p in find_network_assets(soup)]
+        problems += [f"{rel}: {p}" for p in find_missing_local_assets(soup, path)]
+    assert not problems, "\n".join(problems)
+
+
+def test_every_page_has_its_static_images_on_disk(site):
+    problems = []
+    for path in all_pages(site):
+        soup = parse(path.read_text(encoding="utf-8"))
+        rel = path.relative_to(site).as_posix()
+        # Before scripts run, an animation player's <img> has no src yet: skip those here.
+        for img in soup.select("div.animation img"):
+            img.decompose()
+        problems += [f"{rel}: {p}" for p in find_missing_images(soup, path)]
+    assert not problems, "\n".join(problems)
+
+
+def test_notebook_pages_offer_an_open_in_colab_launch_button(site):
+    page = (site / CHAPTER_01).read_text(encoding="utf-8")
+    assert re.search(r'href="https://colab\.research\.google\.com/github/[^"]+/notebooks/01_attention\.ipynb"',
+                     page), (f"{CHAPTER_01} has no Colab launch link; check launch_buttons.colab_url "
+                             "and repository.url in _config.yml")
+
+
+def test_pages_load_only_the_vendored_entry_scripts(site):
+    """MathJax's extensions and fonts are fetched by MathJax itself when needed. If they appear as
+    <script> tags, Jupyter Book is adding every .js under the static paths to every page (it does
+    that once a _static/ folder exists at the repository root)."""
+    allowed = {"mathjax/es5/tex-chtml.js", "requirejs/require.js", "html-manager/embed-amd.js"}
+    problems = []
+    for path in all_pages(site):
+        soup = parse(path.read_text(encoding="utf-8"))
+        for script in soup.find_all("script", src=True):
+            m = re.search(r"_static/((?:mathjax|requirejs|html-manager)/[^?#]+)", script["src"])
+            if m and m.group(1) not in allowed:
+                problems.append(f"{path.relative_to(site)}: loads {m.group(1)}")
+    assert not problems, "\n".join(problems[:20])
+
+
+@pytest.mark.parametrize("page", list(BROWSER_PAGES))
+def test_screenshots_are_saved_and_not_blank(site, browser, page):
+    name = BROWSER_PAGES[page]
+    for suffix, window in (("", WINDOW), ("_long", LONG_WINDOW)):
+        out = screenshot(browser, site / page, SCREENSHOT_DIR / f"{name}{suffix}.png", window)
+        assert out.is_file() and out.stat().st_size > 0, f"no screenshot written to {out}"
+        assert ink_fraction(out) > 0.01, f"{out} is (almost) blank"
+
+
+def ink_fraction(png: Path) -> float:
+    """Fraction of pixels that are not near-white (Pillow comes with matplotlib)."""
+    from PIL import Image
+
+    with Image.open(png) as im:
+        counts = im.convert("L").histogram()  # 256 bins of gray levels
+    return sum(counts[:235]) / max(1, sum(counts))
+
+
+# --------------------------------------------------------------------------------------------
+# The checks themselves, on deliberately broken pages (no built site needed)
+# --------------------------------------------------------------------------------------------
+
+GOOD_PROSE = "<p>" + "A page with enough words to count as a real page of the book. " * 10 + "</p>"
+
+
+def page_html(body: str) -> str:
+    return f"<html><head><title>t</title></head><body><main>{GOOD_PROSE}{body}</main></body></html>"
+
+
+def test_checks_pass_a_good_page(tmp_path):
+    (tmp_path / "fig.png").write_bytes(b"\x89PNG not really, but not empty")
+    soup = parse(page_html(
+        '<span class="math"><mjx-container>x</mjx-container></span>'
+        '<img src="fig.png"><img src="data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAAB">'
+        '<pre>echo $HOME and $PATH; a \\(b\\) $x^2$</pre><code>$$</code>'
+        '<p>It costs 5 dollars, or $5 and $6 in total.</p>'))
+    assert page_problems(soup, tmp_path / "page.html") == []
+
+
+def test_raw_math_is_flagged():
+    for snippet in ["$x^2$", r"$\mathrm{softmax}(QK^T)$", "$$ a = b $$", r"\(a+b\)", r"\[ a \]",
+                    r"\begin{align} a \end{align}"]:
+        soup = parse(page_html(f"<p>before {snippet} after</p>"))
+        assert find_raw_math(soup), f"raw math {snippet!r} was not flagged"
+
+
+def test_math_left_untypeset_and_mathjax_errors_are_flagged():
+    soup = parse(page_html(r'<span class="math notranslate">\(x\)</span>'))
+    assert find_untypeset_math(soup)
+    soup = parse(page_html('<span class="math"><mjx-container><mjx-merror '
+                           'data-mjx-error="Undefined control sequence \\foo">'
+                           "</mjx-merror></mjx-container></span>"))
+    assert any("Undefined control sequence" in p for p in find_untypeset_math(soup))
+    red = ('<span class="math"><mjx-container><mjx-mtext style="color: red;">'
+           '<mjx-c class="mjx-c5C"></mjx-c><mjx-c class="mjx-c66"></mjx-c><mjx-c class="mjx-c6F">'
+           '</mjx-c><mjx-c class="mjx-c6F"></mjx-c></mjx-mtext></mjx-container></span>')
+    assert any("\\foo" in p for p in find_untypeset_math(parse(page_html(red))))
+
+
+def test_missing_empty_remote_and_srcless_images_are_flagged(tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "ok.png").write_bytes(b"png bytes")
+    page = tmp_path / "sub" / "page.html"
+    cases = {
+        '<img src="missing.png">': "does not exist",
+        '<img src="../empty.png">': "is empty",
+        '<img src="https://example.org/badge.svg">': "network",
+        "<img>": "no src",
+        '<img src="data:image/png;base64,">': "empty data URI",
+    }
+    for tag, expected in cases.items():
+        problems = find_missing_images(parse(page_html(tag)), page)
+        assert len(problems) == 1 and expected in problems[0], (tag, problems)
+    assert find_missing_images(parse(page_html('<img src="../ok.png?v=1">')), page) == []
+
+
+def test_tracebacks_and_error_outputs_are_flagged():
+    tb = ("<pre>---------------------------------------------------------------------------\n"
+          "ZeroDivisionError   Traceback (most recent call last)\nCell In[3], line 1\n"
+          "----&gt; 1 1/0\nZeroDivisionError: division by zero</pre>")
+    assert find_tracebacks(parse(page_html(tb)))
+    err = '<div class="cell_output"><div class="output traceback highlight-ipythontb">x</div></div>'
+    assert find_tracebacks(parse(page_html(err)))
+    assert find_tracebacks(parse(page_html("<p>Use a try block around risky code.</p>"))) == []
+
+
+def test_blank_page_is_flagged():
+    assert find_blank_page(parse("<html><body><main><h1>Title</h1></main></body></html>"))
+    assert find_blank_page(parse(page_html(""))) == []
+
+
+def test_player_without_slider_and_undrawn_widget_are_flagged():
+    assert find_animation_players(parse(page_html('<div class="animation"><img></div>'))) == []
+    player = '<div class="animation"><img src="data:,x"><input type="range" min="0" max="9"></div>'
+    assert len(find_animation_players(parse(page_html(player)))) == 1
+    view = ('<div class="cell_output"><script type="application/vnd.jupyter.widget-view+json">'
+            '{"model_id": "abc"}</script></div>')
+    assert find_undrawn_widgets(parse(page_html(view)))
+    drawn = view.replace("<script", '<div class="widget-subarea"><div class="jupyter-widgets">'
+                                    "</div></div><script")
+    assert find_undrawn_widgets(parse(page_html(drawn))) == []
+
+
+def test_network_and_missing_assets_are_flagged(tmp_path):
+    (tmp_path / "_static").mkdir()
+    (tmp_path / "_static" / "here.js").write_text("//")
+    soup = parse('<html><head><script src="https://cdn.example.org/x.js"></script>'
+                 '<link rel="stylesheet" href="//fonts.example.org/css">'
+                 '<script src="_static/here.js?v=1"></script>'
+                 '<script src="_static/gone.js"></script>'
+                 '<link rel="canonical" href="https://example.org/page.html"></head></html>')
+    assert len(find_network_assets(soup)) == 2
+    missing = find_missing_local_assets(soup, tmp_path / "page.html")
+    assert len(missing) == 1 and "gone.js" in missing[0]
+
+
+def test_a_broken_page_fails_the_checks_in_the_real_browser(browser, tmp_path):
+    """End to end: raw math with no MathJax, a missing image and a traceback, rendered by
+    Chromium, must all be caught (guards against a browser run that returns nothing useful)."""
+    page = tmp_path / "broken.html"
+    page.write_text(page_html(
+        '<p>Inline $\\sqrt{d_k}$ math.</p><img src="nowhere.png">'
+        '<div class="output traceback">Traceback (most recent call last)</div>'), encoding="utf-8")
+    problems = page_problems(dump_dom(browser, page), page)
+    joined = "\n".join(problems)
+    assert "unrendered math" in joined and "does not exist" in joined and "traceback" in joined, joined
