@@ -201,10 +201,15 @@ def find_animation_players(soup: BeautifulSoup) -> list:
 
 def find_undrawn_widgets(soup: BeautifulSoup) -> list[str]:
     """Saved ipywidgets views that the embed manager did not draw from their stored state."""
+    saved = " ".join(s.get_text() for s in
+                     soup.find_all("script", type="application/vnd.jupyter.widget-state+json"))
     problems = []
     for script in soup.find_all("script", type="application/vnd.jupyter.widget-view+json"):
         if script.parent is None or script.parent.select_one(".jupyter-widgets") is None:
-            problems.append(f"widget view not drawn: {script.get_text()[:120]!r}")
+            m = re.search(r'"model_id"\s*:\s*"(\w+)"', script.get_text())
+            why = ("its model is not in the notebook's saved widget state"
+                   if m and m.group(1) not in saved else "the widget embed scripts did not draw it")
+            problems.append(f"widget view not drawn ({why}): {script.get_text()[:100]!r}")
     return problems
 
 
