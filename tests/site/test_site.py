@@ -1,16 +1,17 @@
 """Browser check of the built website: the pages a reader lands on render, offline.
 
 ``make test`` builds the book, then runs this file against the result. It opens the intro and
-chapter 1 in headless Chromium (network disabled), takes the DOM after MathJax and the widget
-scripts have run, and fails on what a reader would see as broken:
+every chapter notebook in headless Chromium (network disabled), takes the DOM after MathJax and
+the widget scripts have run, and fails on what a reader would see as broken:
 
 - a blank page (almost no visible text);
 - a Python traceback or notebook error output;
 - math that MathJax did not typeset (raw ``$x$``, ``$$``, ``\\(``, ``\\[`` left in the text, or a
   MathJax error), or pages with math but no MathJax output at all;
 - a missing figure (an ``<img>`` whose file is absent or empty, or that points at the internet);
+- saved ipywidgets that were not drawn; a chapter with no figure at all;
 - on chapter 1: no animation player from ``matplotlib.animation.Animation.to_jshtml()`` (that is
-  how sliders work on the static site), and saved ipywidgets that were not drawn.
+  how sliders work on the static site).
 
 It also checks every built page without a browser (local scripts, stylesheets and images exist;
 nothing in a page's ``<head>`` comes from the network), that search finds chapter 1, and saves
@@ -44,8 +45,17 @@ SCREENSHOT_DIR = SITE_DIR.parent / "screenshots"
 
 INTRO = "book/intro.html"
 CHAPTER_01 = "notebooks/01_attention.html"
+
+
+def chapter_pages() -> list[str]:
+    """Chapter 1 and every other chapter notebook that has been built."""
+    built = {p.relative_to(SITE_DIR).as_posix() for p in (SITE_DIR / "notebooks").glob("*.html")}
+    return sorted(built | {CHAPTER_01})
+
+
+CHAPTERS = chapter_pages()
 # The pages opened in the browser, with the name their screenshots are saved under.
-BROWSER_PAGES = {INTRO: "intro", CHAPTER_01: "01_attention"}
+BROWSER_PAGES = {INTRO: "intro", **{page: Path(page).stem for page in CHAPTERS}}
 
 MIN_VISIBLE_CHARS = 300  # the intro has a few thousand; a page that failed to render has ~0
 BROWSER_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -169,6 +179,11 @@ def mathjax_chars(el) -> str:
     return "".join(out)
 
 
+def is_remote(url: str) -> bool:
+    """True for a URL on another host (http:, https:, protocol-relative //host/...)."""
+    return urlsplit(url).scheme in ("http", "https") or url.startswith("//")
+
+
 def find_missing_images(soup: BeautifulSoup, page: Path) -> list[str]:
     """Every ``<img>`` must show something: a data: URI, or a non-empty file next to the page.
 
@@ -183,7 +198,7 @@ def find_missing_images(soup: BeautifulSoup, page: Path) -> list[str]:
         elif src.startswith("data:"):
             if "," not in src or len(src.split(",", 1)[1]) < 20:
                 problems.append(f"{label}: empty data URI")
-        elif urlsplit(src).scheme or src.startswith("//"):
+        elif is_remote(src) or urlsplit(src).scheme:
             problems.append(f"{label}: loaded from the network, missing offline")
         else:
             target = (page.parent / unquote(urlsplit(src).path)).resolve()
@@ -222,7 +237,7 @@ def find_network_assets(soup: BeautifulSoup) -> list[str]:
         rel = " ".join(el.get("rel") or [])
         if el.name == "link" and not re.search(r"stylesheet|preload|modulepreload|icon", rel):
             continue
-        if url and (urlsplit(url).scheme in ("http", "https") or url.startswith("//")):
+        if url and is_remote(url):
             problems.append(f"<{el.name}> loads {url} from the network")
     return problems
 
@@ -360,9 +375,12 @@ def test_page_with_math_gets_typeset_by_mathjax(rendered, site, page):
             "vendored MathJax (mathjax_path in _config.yml, _vendor/) loading?")
 
 
-def test_chapter_01_shows_at_least_one_figure(rendered):
-    images = content_of(rendered(CHAPTER_01)).find_all("img")
-    assert images, f"{CHAPTER_01} has no <img>: its figures are missing"
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_chapter_shows_at_least_one_figure(rendered, page):
+    # Figures are stored with the site (files or data: URIs); a badge from the web does not count.
+    figures = [img for img in content_of(rendered(page)).find_all("img")
+               if img.get("src") and not is_remote(img["src"])]
+    assert figures, f"{page} shows no figure (no <img> stored with the site): its plots are missing"
 
 
 def test_chapter_01_has_a_working_animation_player(rendered):
