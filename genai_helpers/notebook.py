@@ -69,7 +69,17 @@ def execute(path: str | os.PathLike, mode: str = "full", timeout: int = 3600) ->
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
     os.environ[MODE_ENV] = mode
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+    n_code = sum(c.cell_type == "code" for c in nb.cells)
+    marks = {"t": time.perf_counter(), "i": 0}
+
+    def progress(cell, cell_index, execute_reply=None, **_):
+        if cell.cell_type == "code":
+            marks["i"] += 1
+            now = time.perf_counter()
+            print(f"  {path.name}: code cell {marks['i']}/{n_code} done in {now - marks['t']:.1f} s", flush=True)
+            marks["t"] = now
+
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", on_cell_executed=progress,
                             resources={"metadata": {"path": str(path.parent)}}, store_widget_state=True)
     start = time.perf_counter()
     client.execute()

@@ -50,6 +50,7 @@ def attention_heatmap(weights, query_tokens: Sequence[str] | None = None, key_to
     else:
         fig = ax.figure
     im = ax.imshow(w, cmap="viridis", vmin=0.0, vmax=vmax if vmax is not None else max(float(w.max()), 1e-9))
+    ax.grid(False)
     if query_tokens is not None:
         ax.set_yticks(range(len(query_tokens)), query_tokens, fontsize=8)
     if key_tokens is not None:
@@ -76,6 +77,7 @@ def attention_grid(weights, tokens: Sequence[str] | None = None, *, title: str |
         for hi in range(n_heads):
             ax = axes[li, hi]
             ax.imshow(w[li, hi], cmap="viridis", vmin=0, vmax=1)
+            ax.grid(False)
             ax.set_xticks([])
             ax.set_yticks([])
             name = layer_names[li] if layer_names else f"layer {li}"
