@@ -47,7 +47,7 @@ unit: setup
 	$(TEST_ENV) $(BIN)/pytest -q tests --ignore=tests/site
 
 notebooks: setup
-	$(TEST_ENV) $(BIN)/pytest -q --nbval-lax --current-env --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks
+	$(TEST_ENV) $(BIN)/pytest -q --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks
 
 site-check: setup
 	$(TEST_ENV) $(BIN)/jupyter-book build -W -n --keep-going .
@@ -56,7 +56,7 @@ site-check: setup
 # Everything, in one pytest run at the end so its closing line counts every test.
 test: setup
 	$(TEST_ENV) $(BIN)/jupyter-book build -W -n --keep-going .
-	$(TEST_ENV) GENAI_SITE_DIR=_build/html $(BIN)/pytest -q --nbval-lax --current-env \
+	$(TEST_ENV) GENAI_SITE_DIR=_build/html $(BIN)/pytest -q --nbval-lax --nbval-current-env \
 	    --nbval-sanitize-with tests/nbval_sanitize.cfg tests notebooks
 
 lab: setup
