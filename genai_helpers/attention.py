@@ -146,6 +146,9 @@ class MultiHeadAttention(nn.Module):
         p = self.dropout if self.training else 0.0
         if need_weights:
             out, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p=p)
+        elif is_causal and attn_mask is None and key_padding_mask is None and L == S:
+            # PyTorch's fused kernels skip the masked half when told the mask is causal.
+            out, weights = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p), None
         else:
             out, weights = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p), None
         out = out.transpose(1, 2).reshape(x.shape[0], L, self.d_model)  # concat heads
