@@ -39,6 +39,25 @@ def code_sha256(nb) -> str:
     return h.hexdigest()
 
 
+def package_sha256() -> str:
+    """SHA-256 of the genai_helpers sources: recorded at each full run, reported (not enforced)."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def package_changed(nb) -> bool:
+    """True when the package sources differ from those of the notebook's last full run.
+
+    Not a failure: re-running every chapter for each package change would cost hours. Chapters
+    check their results against the package inline, so a behaviour change still shows in tests.
+    """
+    meta = nb.metadata.get(META_KEY) or {}
+    return meta.get("package_sha256") not in (None, package_sha256())
+
+
 def stale_reasons(nb) -> list[str]:
     """Why the stored outputs of ``nb`` cannot be trusted; an empty list means they are fresh."""
     meta = nb.metadata.get(META_KEY)
@@ -95,6 +114,7 @@ def execute(path: str | os.PathLike, mode: str = "full", timeout: int = 3600) ->
         "torch": torch.__version__,
         "python": platform.python_version(),
         "code_sha256": code_sha256(nb),
+        "package_sha256": package_sha256(),
         "executed_at": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     nb.metadata[META_KEY] = meta
@@ -119,9 +139,12 @@ def main(argv: list[str] | None = None) -> int:
             meta = execute(p, args.mode)
             print(f"{p}: {meta['mode']} run on {meta['device']} in {meta['wall_time_s']} s")
         else:
-            problems = stale_reasons(nbformat.read(p, as_version=4))
+            nb = nbformat.read(p, as_version=4)
+            problems = stale_reasons(nb)
             for msg in problems:
                 print(f"{p}: {msg}")
+            if not problems and package_changed(nb):
+                print(f"{p}: note: genai_helpers changed since the last full run (outputs may differ slightly)")
             status |= bool(problems)
     return status
 

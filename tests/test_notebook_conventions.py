@@ -96,3 +96,14 @@ def test_stale_reasons_flags_missing_smoke_and_edited_runs():
     notebook.metadata[META_KEY]["code_sha256"] = code_sha256(notebook)
     notebook.cells[0].execution_count = 5
     assert any("execution counts" in r for r in stale_reasons(notebook))
+
+
+def test_package_hash_is_recorded_and_compared():
+    from genai_helpers.notebook import package_changed, package_sha256
+
+    notebook = nbformat.v4.new_notebook()
+    assert package_sha256() == package_sha256() and len(package_sha256()) == 64
+    notebook.metadata[META_KEY] = {"package_sha256": package_sha256()}
+    assert not package_changed(notebook)
+    notebook.metadata[META_KEY]["package_sha256"] = "0" * 64
+    assert package_changed(notebook)
