@@ -1,0 +1,18 @@
+"""Evaluation metrics, by kind (chapter 03 builds and cross-checks every one of them).
+
+- :mod:`~genai_helpers.metrics.text`            perplexity, distinct-n, ExactMatch@N
+- :mod:`~genai_helpers.metrics.overlap`         BLEU (= sacrebleu), ROUGE (= rouge-score), CIDEr-D (= pycocoevalcap)
+- :mod:`~genai_helpers.metrics.meteor`          METEOR (= NLTK's), offline WordNet setup
+- :mod:`~genai_helpers.metrics.classification`  accuracy, precision / recall / F1, confusion matrix
+- :mod:`~genai_helpers.metrics.regression`      MSE, MAE, RMSE
+- :mod:`~genai_helpers.metrics.ranking`         Precision@k, Recall@k, MRR, AP / mAP, nDCG@k
+- :mod:`~genai_helpers.metrics.online`          two-proportion z-test and sample size for A/B tests
+"""
+from .classification import PRF, accuracy, confusion_matrix, precision_recall_f1  # noqa: F401
+from .meteor import load_wordnet, meteor, meteor_alignment, setup_wordnet, wordnet_status  # noqa: F401
+from .online import ProportionTest, required_sample_size, two_proportion_z_test  # noqa: F401
+from .overlap import BleuResult, RougeScore, bleu, cider, lcs_length, rouge, tokenize_13a, tokenize_rouge  # noqa: F401
+from .ranking import (average_precision, dcg_at_k, mean_average_precision, mean_reciprocal_rank,  # noqa: F401
+                      ndcg_at_k, precision_at_k, recall_at_k, reciprocal_rank)
+from .regression import mae, mse, rmse  # noqa: F401
+from .text import distinct_n, exact_match_at_n, perplexity  # noqa: F401
