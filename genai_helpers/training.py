@@ -14,6 +14,13 @@ What it does for you, each switched by :class:`TrainConfig`:
 ``batch_fn(i)`` must return micro-batch number ``i`` (``i = step * accumulation_steps + micro``)
 and be a pure function of ``i`` — that is what makes resuming exact. Chapter 01 introduces the
 loop; chapter 02 measures checkpointing and mixed precision and runs it under DDP.
+
+Under ``torch.distributed`` (``torchrun``, or chapter 02's notebook workers) pass a model wrapped in
+``DistributedDataParallel`` and a ``batch_fn`` that returns *this rank's* micro-batch; nothing else
+changes. Gradients are averaged across ranks by DDP (synchronised only on the last micro-batch of
+an accumulated step), the logged loss is the mean over ranks, and only rank 0 shows progress,
+draws the plot and writes the checkpoint (of the unwrapped model, so its keys have no
+``module.`` prefix and it loads into a plain model).
 """
 from __future__ import annotations
 
@@ -126,17 +133,19 @@ def train(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch_fn: Ca
         raise TypeError("batch_fn must be callable: batch_fn(i) -> micro-batch i")
     device = device or next(model.parameters()).device
     model.to(device)
+    inner = unwrap_model(model)
+    rank, world = _rank_and_world()
     if config.gradient_checkpointing:
-        if not hasattr(model, "set_gradient_checkpointing"):
+        if not hasattr(inner, "set_gradient_checkpointing"):
             raise ValueError("gradient_checkpointing=True needs a model with set_gradient_checkpointing()")
-        model.set_gradient_checkpointing(True)
+        inner.set_gradient_checkpointing(True)
     amp_dtype, use_scaler = resolve_precision(config.precision, device)
     scaler = torch.amp.GradScaler(device.type) if use_scaler else None
 
     history, start = TrainHistory(), 0
     ckpt = Path(config.checkpoint_path) if config.checkpoint_path else None
     if ckpt is not None and ckpt.exists():
-        state = load_checkpoint(ckpt, model, optimizer, scheduler, map_location=device)
+        state = load_checkpoint(ckpt, inner, optimizer, scheduler, map_location=device)
         start = state["step"]
         history = TrainHistory.from_dict(state["extra"]["history"])
         history.resumed_from = start
@@ -146,11 +155,14 @@ def train(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch_fn: Ca
 
     def checkpoint(step: int) -> None:
         if ckpt is not None:
-            extra = {"history": history.as_dict(), "running": running, "count": count}
-            save_checkpoint(ckpt, model, optimizer, scheduler, step=step, extra=extra)
+            if rank == 0:
+                extra = {"history": history.as_dict(), "running": running, "count": count}
+                save_checkpoint(ckpt, inner, optimizer, scheduler, step=step, extra=extra)
+            if world > 1:
+                torch.distributed.barrier()
 
-    plot = _make_live_plot(config)
-    bar = _make_bar(config, start)
+    plot = _make_live_plot(config) if rank == 0 else None
+    bar = _make_bar(config, start) if rank == 0 else None
     t0 = time.perf_counter()
     model.train()
     try:
@@ -160,12 +172,19 @@ def train(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch_fn: Ca
             for micro in range(config.accumulation_steps):
                 batch = to_device(batch_fn(step * config.accumulation_steps + micro), device)
                 ctx = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
-                with ctx:
-                    loss = loss_fn(model, batch) / config.accumulation_steps
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss became {loss.item()} at step {step}")
-                (scaler.scale(loss) if scaler else loss).backward()
+                last = micro == config.accumulation_steps - 1
+                sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
+                with sync:
+                    with ctx:
+                        loss = loss_fn(model, batch) / config.accumulation_steps
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"loss became {loss.item()} at step {step}")
+                    (scaler.scale(loss) if scaler else loss).backward()
                 step_loss += loss.item()
+            if world > 1:                                 # log the mean loss over ranks
+                mean = torch.tensor([step_loss], dtype=torch.float64)
+                torch.distributed.all_reduce(mean)
+                step_loss = mean.item() / world
             if scaler:
                 scaler.unscale_(optimizer)
             if config.grad_clip is not None:
@@ -208,9 +227,23 @@ def train(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch_fn: Ca
     if plot is not None:
         plot.finish(history)
     if config.gradient_checkpointing:
-        model.set_gradient_checkpointing(False)
+        inner.set_gradient_checkpointing(False)
     model.eval()
     return history
+
+
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside a ``DistributedDataParallel`` (or ``DataParallel``) wrapper; else ``model``."""
+    while isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
+        model = model.module
+    return model
+
+
+def _rank_and_world() -> tuple[int, int]:
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def _make_bar(config: TrainConfig, start: int):

@@ -118,7 +118,22 @@ class WordTokenizer:
         return torch.tensor(ids, dtype=torch.long)
 
 
-def window_batch_fn(stream: torch.Tensor, batch_size: int, block_size: int, seed: int = 0):
+class WindowBatches:
+    """Picklable ``batch_fn`` of random windows (see :func:`window_batch_fn`); chapter 02 sends
+    it to spawned data-parallel workers, which a closure could not be."""
+
+    def __init__(self, stream: torch.Tensor, batch_size: int, block_size: int, seed: int = 0):
+        self.stream, self.batch_size, self.block_size, self.seed = stream, batch_size, block_size, seed
+
+    def __call__(self, i: int):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
+        starts = torch.randint(0, self.stream.numel() - self.block_size - 1, (self.batch_size,), generator=g)
+        offsets = torch.arange(self.block_size + 1)
+        windows = self.stream[starts[:, None] + offsets[None, :]]
+        return windows[:, :-1], windows[:, 1:]
+
+
+def window_batch_fn(stream: torch.Tensor, batch_size: int, block_size: int, seed: int = 0) -> WindowBatches:
     """``batch_fn(i) -> (x, y)`` of random windows from ``stream``; a pure function of ``i``.
 
     ``x`` and ``y`` are ``(batch_size, block_size)``, ``y`` shifted by one token (next-token
@@ -126,12 +141,4 @@ def window_batch_fn(stream: torch.Tensor, batch_size: int, block_size: int, seed
     """
     if stream.ndim != 1 or stream.numel() <= block_size + 1:
         raise ValueError(f"stream must be 1-D and longer than block_size + 1 ({block_size + 1})")
-
-    def batch_fn(i: int):
-        g = torch.Generator().manual_seed(seed * 1_000_003 + i)
-        starts = torch.randint(0, stream.numel() - block_size - 1, (batch_size,), generator=g)
-        offsets = torch.arange(block_size + 1)
-        windows = stream[starts[:, None] + offsets[None, :]]
-        return windows[:, :-1], windows[:, 1:]
-
-    return batch_fn
+    return WindowBatches(stream, batch_size, block_size, seed)
