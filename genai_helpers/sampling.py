@@ -89,12 +89,14 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     """
     _check_logits(logits)
     p = _check_top_p(p)
-    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-    probs = torch.softmax(sorted_logits.float(), dim=-1)
-    mass_above = probs.cumsum(-1) - probs                             # probability ranked strictly above
-    drop_sorted = mass_above >= p
-    drop_sorted[..., 0] = False                                       # never empty
-    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    # Ascending order: a token is dropped when it and every less probable token together hold at
+    # most 1 - p, i.e. when the tokens ranked above it already reach p. (The same arithmetic as
+    # transformers' TopPLogitsWarper, so the two agree to the last bit at the boundary.)
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=False)
+    tail_mass = torch.softmax(sorted_logits, dim=-1).cumsum(-1)
+    drop_sorted = tail_mass <= 1 - p
+    drop_sorted[..., -1] = False                                      # the most probable token: never empty
+    drop = drop_sorted.scatter(-1, order, drop_sorted)
     return logits.masked_fill(drop, float("-inf"))
 
 

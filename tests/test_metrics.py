@@ -210,6 +210,7 @@ def test_distinct_n_counts_unique_ngrams():
     assert M.distinct_n(["a b a b", "a b c"], 1) == 3 / 7
     assert M.distinct_n(["a b a b", "a b c"], 2) == 3 / 5        # ab, ba, ab | ab, bc
     assert M.distinct_n([["x", "y", "z"]], 2) == 1.0
+    assert M.distinct_n([[5, 6, 5, 6]], 2) == 2 / 3                 # token ids work too
     assert M.distinct_n(["a"], 2) == 0.0
     with pytest.raises(ValueError, match="n"):
         M.distinct_n(["a b"], 0)
@@ -223,6 +224,9 @@ def test_exact_match_at_n_compares_the_first_n_words():
     assert M.exact_match_at_n(preds, refs, 1) == 1.0
     assert M.exact_match_at_n(preds, refs, 3) == 1 / 3
     assert M.exact_match_at_n(preds, refs, 4) == 1 / 3
+    assert M.exact_match_at_n([[4, 8, 15], [4, 9]], [[4, 8, 16], [4, 8]], 2) == 0.5
+    with pytest.raises(TypeError, match="predictions"):
+        M.exact_match_at_n([[1.5]], [[1]], 1)
     with pytest.raises(ValueError, match="n"):
         M.exact_match_at_n(preds, refs, 0)
     with pytest.raises(ValueError, match="same length"):

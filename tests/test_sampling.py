@@ -33,6 +33,14 @@ def test_top_p_equals_transformers_warper(p):
         assert torch.equal(top_p_filter(logits, p), ref), (p, seed)
 
 
+def test_top_p_equals_transformers_on_flat_large_vocabularies():
+    # Many near-equal probabilities put tokens right at the p boundary: the float arithmetic must match too.
+    for seed in range(10):
+        logits = torch.randn(8, 4000, generator=torch.Generator().manual_seed(seed)) * 0.3
+        for p in (0.5, 0.9, 0.95):
+            assert torch.equal(top_p_filter(logits, p), TopPLogitsWarper(top_p=p)(None, logits.clone()))
+
+
 def test_top_p_keeps_smallest_set_reaching_p():
     logits = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05]))
     kept = lambda p: torch.isfinite(top_p_filter(logits, p)).tolist()  # noqa: E731

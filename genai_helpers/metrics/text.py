@@ -36,15 +36,15 @@ def perplexity(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = 
 def _tokens(text, name: str) -> list[str]:
     if isinstance(text, str):
         return text.split()
-    if isinstance(text, (list, tuple)) and all(isinstance(t, str) for t in text):
+    if isinstance(text, (list, tuple)) and all(isinstance(t, (str, int)) and not isinstance(t, bool) for t in text):
         return list(text)
-    raise TypeError(f"{name} entries must be strings (split on whitespace) or lists of token strings")
+    raise TypeError(f"{name} entries must be strings (split on whitespace) or lists of tokens (strings or int ids)")
 
 
 def distinct_n(texts: Sequence, n: int = 2) -> float:
     """Share of distinct n-grams among all n-grams of ``texts`` (Li et al., 2016), in ``[0, 1]``.
 
-    ``texts``: strings (split on whitespace) or token lists. 1.0 means no n-gram repeats anywhere
+    ``texts``: strings (split on whitespace) or token lists (strings or int ids). 1.0 means no n-gram repeats anywhere
     in the set; a decoder that says the same thing over and over scores near 0. Texts shorter
     than ``n`` contribute nothing; if no text has ``n`` tokens the result is 0.
     """
@@ -61,8 +61,8 @@ def exact_match_at_n(predictions: Sequence, references: Sequence, n: int) -> flo
     """ExactMatch@N: share of predictions whose first ``n`` tokens equal the reference's first ``n``.
 
     The Smart Compose metric (chapter 04): a suggestion counts only if its first ``n`` words are
-    exactly what the user went on to type. Strings are split on whitespace; token lists are used
-    as given. Both sides are cut at ``n`` tokens and must then be equal, so a prediction that
+    exactly what the user went on to type. Strings are split on whitespace; token lists (strings
+    or int ids) are used as given. Both sides are cut at ``n`` tokens and must then be equal, so a prediction that
     stops early, or runs on past a reference shorter than ``n``, does not match. Returns a value
     in ``[0, 1]``.
     """
