@@ -1,0 +1,202 @@
+"""A semantic cache: answer a query from a stored answer when a *similar* query was seen
+(chapter 08).
+
+A lookup embeds the query and finds the most similar cached query; if its cosine similarity is
+at least ``threshold`` it is a hit and the stored answer is returned without calling the model.
+The cache holds at most ``capacity`` entries and evicts the least recently used one (an
+``OrderedDict`` moved to the end on every hit). A threshold too low returns answers to
+*different* questions (false hits); too high and paraphrases miss. :func:`replay_stream`
+measures both on a labelled query stream.
+"""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable, Hashable, Sequence
+
+import numpy as np
+
+
+@dataclass
+class CacheStats:
+    lookups: int = 0
+    hits: int = 0
+    evictions: int = 0
+
+    @property
+    def hit_rate(self) -> float:
+        return self.hits / self.lookups if self.lookups else 0.0
+
+
+class SemanticCache:
+    """``SemanticCache(embed, threshold=0.85, capacity=256)``; ``threshold`` in [-1, 1]."""
+
+    def __init__(self, embed: Callable, *, threshold: float = 0.85, capacity: int = 256):
+        if not callable(embed):
+            raise TypeError("embed must be callable: embed(list[str]) -> (N, D) array")
+        if not -1.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be in [-1, 1], got {threshold}")
+        if not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(f"capacity must be an int >= 1, got {capacity}")
+        self.embed, self.threshold, self.capacity = embed, float(threshold), capacity
+        self._entries: OrderedDict[int, tuple[str, np.ndarray, object]] = OrderedDict()
+        self._next = 0
+        self.stats = CacheStats()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _best(self, vec: np.ndarray) -> tuple[int | None, float]:
+        if not self._entries:
+            return None, -1.0
+        keys = list(self._entries)
+        sims = np.stack([self._entries[k][1] for k in keys]) @ vec
+        i = int(np.argmax(sims))
+        return keys[i], float(sims[i])
+
+    def lookup(self, query: str, vec: np.ndarray | None = None):
+        """``(answer, matched_query, similarity)`` on a hit, ``(None, matched_query_or_None, similarity)``
+        on a miss. Pass ``vec`` to reuse an embedding already computed."""
+        vec = self.embed([query])[0] if vec is None else vec
+        self.stats.lookups += 1
+        key, sim = self._best(vec)
+        if key is not None and sim >= self.threshold:
+            self._entries.move_to_end(key)
+            self.stats.hits += 1
+            return self._entries[key][2], self._entries[key][0], sim
+        return None, (self._entries[key][0] if key is not None else None), sim
+
+    def put(self, query: str, answer, vec: np.ndarray | None = None) -> None:
+        """Store ``answer`` for ``query``; evicts the least recently used entry when full."""
+        vec = self.embed([query])[0] if vec is None else vec
+        if len(self._entries) >= self.capacity:
+            self._entries.popitem(last=False)
+            self.stats.evictions += 1
+        self._entries[self._next] = (query, np.asarray(vec, dtype=np.float32), answer)
+        self._next += 1
+
+    def cached_queries(self) -> list[str]:
+        """Cached queries from least to most recently used."""
+        return [q for q, _, _ in self._entries.values()]
+
+
+@dataclass
+class ReplayResult:
+    hits: int = 0
+    false_hits: int = 0          # hits whose cached query had a different intent
+    misses: int = 0
+    seconds_with_cache: float = 0.0
+    seconds_without_cache: float = 0.0
+    evictions: int = 0
+    similarities: list[float] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return self.hits + self.misses
+
+    @property
+    def hit_rate(self) -> float:
+        return self.hits / self.n if self.n else 0.0
+
+    @property
+    def false_hit_rate(self) -> float:
+        """False hits as a fraction of all hits (how often a cached answer is wrong)."""
+        return self.false_hits / self.hits if self.hits else 0.0
+
+
+def replay_stream(queries: Sequence[str], intents: Sequence[Hashable], embed: Callable, backend: Callable[[str], object],
+                  *, threshold: float, capacity: int, vectors: np.ndarray | None = None,
+                  backend_seconds: float | None = None) -> ReplayResult:
+    """Replay ``queries`` (with their ground-truth ``intents``) through a fresh cache.
+
+    On a miss ``backend(query)`` is called and its answer cached. The time with the cache is the
+    measured lookup time plus, on misses, the backend time; without the cache every query costs
+    the backend time. ``backend_seconds`` fixes the backend's cost per call (a model's latency
+    you measured elsewhere) instead of timing ``backend`` itself. ``vectors`` (N, D) reuses
+    precomputed embeddings, so a threshold sweep embeds the stream once; each lookup is then charged
+    the mean time of embedding one query, measured on the first 20 queries after a warm-up call.
+    """
+    if len(queries) != len(intents):
+        raise ValueError(f"queries and intents must have the same length, got {len(queries)} and {len(intents)}")
+    cache = SemanticCache(embed, threshold=threshold, capacity=capacity)
+    intent_of: dict[str, Hashable] = {}
+    result = ReplayResult()
+    embed_seconds = 0.0
+    if vectors is not None:                  # charge the measured cost of embedding one query
+        embed([queries[0]])                  # warm-up call, not timed
+        sample = list(queries[: min(20, len(queries))])
+        t0 = time.perf_counter()
+        for q in sample:
+            embed([q])
+        embed_seconds = (time.perf_counter() - t0) / len(sample)
+    for i, (query, intent) in enumerate(zip(queries, intents)):
+        t0 = time.perf_counter()
+        vec = embed([query])[0] if vectors is None else vectors[i]
+        answer, matched, sim = cache.lookup(query, vec)
+        lookup_s = time.perf_counter() - t0 + embed_seconds
+        result.similarities.append(sim)
+        if answer is not None:
+            result.hits += 1
+            result.false_hits += intent_of.get(matched) != intent
+            result.seconds_with_cache += lookup_s
+            cost = backend_seconds if backend_seconds is not None else _timed(backend, query)[1]
+            result.seconds_without_cache += cost
+        else:
+            result.misses += 1
+            answer, cost = _timed(backend, query)
+            cost = backend_seconds if backend_seconds is not None else cost
+            cache.put(query, answer, vec)
+            intent_of[query] = intent
+            result.seconds_with_cache += lookup_s + cost
+            result.seconds_without_cache += cost
+    result.evictions = cache.stats.evictions
+    return result
+
+
+def _timed(fn, arg):
+    t0 = time.perf_counter()
+    out = fn(arg)
+    return out, time.perf_counter() - t0
+
+
+def load_paraphrase_set() -> tuple[dict[str, list[str]], list[str]]:
+    """The book's query set for cache experiments (``data/paraphrases.json``): ``intents``
+    maps an intent name to 4 paraphrases of one question (some intents are deliberate near
+    misses of others, e.g. beam search vs beam width, top-p vs top-k); ``one_off`` holds questions
+    asked once."""
+    import json
+    from importlib import resources
+    raw = json.loads(resources.files(__package__).joinpath("data/paraphrases.json").read_text(encoding="utf-8"))
+    return raw["intents"], raw["one_off"]
+
+
+def make_query_stream(intents: dict[str, list[str]], one_off: Sequence[str], n: int, *, new_fraction: float = 0.2,
+                      zipf_s: float = 1.1, seed: int = 0) -> tuple[list[str], list[str]]:
+    """A realistic stream of ``n`` queries: popular questions come back often, in varying words.
+
+    Each query is, with probability ``new_fraction``, the next one-off question (intent
+    ``"new:<i>"``; recycled if the list runs out, so use ``n * new_fraction <= len(one_off)`` for
+    all-new); otherwise an intent drawn with Zipf weights ``1 / rank**zipf_s`` and a random one
+    of its paraphrases. Returns ``(queries, intents)``.
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n}")
+    if not 0.0 <= new_fraction <= 1.0:
+        raise ValueError(f"new_fraction must be in [0, 1], got {new_fraction}")
+    rng = np.random.default_rng(seed)
+    names = list(intents)
+    order = rng.permutation(len(names))
+    weights = 1.0 / (np.arange(1, len(names) + 1) ** zipf_s)
+    weights /= weights.sum()
+    queries, labels, next_new = [], [], 0
+    for _ in range(n):
+        if one_off and rng.random() < new_fraction:
+            queries.append(one_off[next_new % len(one_off)])
+            labels.append(f"new:{next_new % len(one_off)}")
+            next_new += 1
+        else:
+            name = names[order[rng.choice(len(names), p=weights)]]
+            queries.append(intents[name][rng.integers(len(intents[name]))])
+            labels.append(name)
+    return queries, labels
