@@ -7,7 +7,7 @@ import pytest
 
 from genai_helpers.agents import (HashingEmbedder, LongTermMemory, ReActAgent, RulePlanner, SemanticCache,
                                   build_models_database, calculator_tool, debate, expression_in, majority_vote,
-                                  make_tool_tasks, parallel, parse_step, replay_stream, retrieval_tool, run_sql,
+                                  make_tool_tasks, parallel, parse_step, replay_stream, retrieval_tool, router_text, run_sql,
                                   safe_eval, sequential, sql_tool)
 from genai_helpers.guardrails import ArgSpec, AuditLog, RateLimiter, ToolPolicy, check_input, check_output, spotlight
 
@@ -129,6 +129,12 @@ def test_tool_tasks_have_routes_and_answers_the_rule_planner_reaches(db):
     assert expression_in("Compute 12% of 250.") == "12/100*250"
 
 
+def test_router_text_abstracts_model_names_and_numbers():
+    assert router_text("how big is GPT-2 small") == "how big is  modelname  tagmodel"
+    assert router_text("What is 3 times 4?") == "What is  num  times  num ? tagarith"
+    assert router_text("Sum of BERT-base and T5-base params").endswith("tagmodel tagtwomodels")
+
+
 def test_multi_agent_patterns():
     assert sequential([str.upper, lambda s: s + "!"], "hi") == ["HI", "HI!"]
     assert majority_vote(["a", None, "b", "b"]) == "b" and majority_vote([None]) is None
@@ -182,3 +188,8 @@ def test_replay_stream_counts_hits_false_hits_and_saves_backend_time():
     strict = replay_stream(queries, intents, HashingEmbedder(512), lambda q: q, threshold=1.0 - 1e-6,
                            capacity=8, backend_seconds=1.0)
     assert strict.false_hits == 0 and strict.hits == 2       # repeats that differ only in punctuation
+    emb = HashingEmbedder(512)
+    charged = replay_stream(queries, intents, emb, lambda q: q, threshold=0.5, capacity=8, vectors=emb(queries),
+                            backend_seconds=1.0, embed_seconds=0.5)
+    # 3 hits cost 0.5 s each (embedding), 1 miss costs 0.5 + 1.0 s; the dot products add microseconds
+    assert charged.seconds_with_cache == pytest.approx(3 * 0.5 + 1.5, abs=0.05)

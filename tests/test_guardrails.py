@@ -59,6 +59,7 @@ def test_redact_pii_rejects_invalid_lookalikes():
     text = "card 4111 1111 1111 1111 vs order 4111 1111 1111 1112, ip 192.168.0.1 vs 999.1.2.3"
     assert redact_pii(text) == "card [CREDIT_CARD] vs order 4111 1111 1111 1112, ip [IP_ADDRESS] vs 999.1.2.3"
     assert redact_pii("a@b.org and 555-123-4567", kinds=("EMAIL",)) == "[EMAIL] and 555-123-4567"
+    assert redact_pii("login from 203.0.113.42.") == "login from [IP_ADDRESS]."
     with pytest.raises(ValueError, match="kinds"):
         redact_pii("x", kinds=("NAME",))
 

@@ -13,7 +13,7 @@ from .react import AgentResult, ReActAgent, Step, parse_step  # noqa: F401
 from .tools import (MODEL_ROWS, Tool, build_models_database, calculator_tool, format_number,  # noqa: F401
                     retrieval_tool, run_sql, safe_eval, sql_tool)
 from .planners import (ROUTES, LearnedPlanner, RulePlanner, ToolTask, expression_in, make_tool_tasks,  # noqa: F401
-                       route_by_rules, sql_for)
+                       route_by_rules, router_text, sql_for)
 from .multi_agent import debate, majority_vote, parallel, sequential  # noqa: F401
 from .memory import LongTermMemory  # noqa: F401
 from .cache import CacheStats, SemanticCache, load_paraphrase_set, make_query_stream, replay_stream  # noqa: F401

@@ -107,7 +107,7 @@ class ReplayResult:
 
 def replay_stream(queries: Sequence[str], intents: Sequence[Hashable], embed: Callable, backend: Callable[[str], object],
                   *, threshold: float, capacity: int, vectors: np.ndarray | None = None,
-                  backend_seconds: float | None = None) -> ReplayResult:
+                  backend_seconds: float | None = None, embed_seconds: float | None = None) -> ReplayResult:
     """Replay ``queries`` (with their ground-truth ``intents``) through a fresh cache.
 
     On a miss ``backend(query)`` is called and its answer cached. The time with the cache is the
@@ -115,15 +115,19 @@ def replay_stream(queries: Sequence[str], intents: Sequence[Hashable], embed: Ca
     the backend time. ``backend_seconds`` fixes the backend's cost per call (a model's latency
     you measured elsewhere) instead of timing ``backend`` itself. ``vectors`` (N, D) reuses
     precomputed embeddings, so a threshold sweep embeds the stream once; each lookup is then charged
-    the mean time of embedding one query, measured on the first 20 queries after a warm-up call.
+    the mean time of embedding one query: ``embed_seconds`` if given, otherwise measured on the
+    first 20 queries after a warm-up call (``embed_seconds`` is ignored without ``vectors``).
     """
     if len(queries) != len(intents):
         raise ValueError(f"queries and intents must have the same length, got {len(queries)} and {len(intents)}")
     cache = SemanticCache(embed, threshold=threshold, capacity=capacity)
     intent_of: dict[str, Hashable] = {}
     result = ReplayResult()
-    embed_seconds = 0.0
-    if vectors is not None:                  # charge the measured cost of embedding one query
+    if vectors is None:                      # embedding happens inside the timed lookup
+        embed_seconds = 0.0
+    elif embed_seconds is not None:
+        embed_seconds = float(embed_seconds)
+    else:                                    # charge the measured cost of embedding one query
         embed([queries[0]])                  # warm-up call, not timed
         sample = list(queries[: min(20, len(queries))])
         t0 = time.perf_counter()

@@ -130,6 +130,21 @@ def _last_value(observation: str) -> str:
     return rows[-1].split(" | ")[-1].strip() if len(rows) >= 2 else observation.strip()
 
 
+def router_text(question: str) -> str:
+    """What the learned router reads: the question with model names replaced by ``modelname``,
+    numbers by ``num``, plus tags for what the extractors found (``tagtwomodels``, ``tagarith``).
+    Abstracting entities lets a small classifier generalise from a few examples."""
+    names = model_names_in(question)
+    text = question
+    for name in names:
+        text = re.sub(re.escape(name), " modelname ", text, flags=re.I)
+    stripped = text                      # model names out, so "GPT-2" is not arithmetic
+    text = re.sub(r"\d+(\.\d+)?", " num ", text)
+    tags = (["tagmodel"] if names else []) + (["tagtwomodels"] if len(names) >= 2 else [])
+    tags += ["tagarith"] if re.search(r"\d", stripped) and expression_in(stripped) else []
+    return " ".join([text] + tags)
+
+
 class RulePlanner:
     """A ``generate(prompt) -> str`` policy that plans with rules; ``router`` may replace the
     routing step (``question -> one of ROUTES``) — :class:`LearnedPlanner` does exactly that."""
@@ -183,12 +198,13 @@ class RulePlanner:
 
 
 class LearnedPlanner(RulePlanner):
-    """:class:`RulePlanner` whose routing is a trained classifier (``classifier.predict``)."""
+    """:class:`RulePlanner` whose routing is a trained classifier: ``classifier.predict`` on
+    :func:`router_text` of the question."""
 
     name = "learned planner"
 
     def __init__(self, classifier):
-        super().__init__(router=lambda q: classifier.predict([q])[0])
+        super().__init__(router=lambda q: classifier.predict([router_text(q)])[0])
         self.classifier = classifier
 
 
