@@ -12,6 +12,10 @@ Organised by capability, not by chapter:
 - :mod:`genai_helpers.data`        offline data sources and tokenizers
 - :mod:`genai_helpers.training`    the training loop every chapter uses
 - :mod:`genai_helpers.checkpoint`  safetensors checkpoints written atomically
+- :mod:`genai_helpers.memory`      activation bytes saved for backward, peak memory, step timing (ch. 02)
+- :mod:`genai_helpers.distributed` gloo process groups from a notebook, ring/hierarchical all-reduce (ch. 02)
+- :mod:`genai_helpers.parallelism` data, tensor and pipeline parallelism, ZeRO accounting, FSDP (ch. 02)
+- :mod:`genai_helpers.estimates`   back-of-envelope parameters, memory, FLOPs, GPU-days and cost (ch. 02)
 - :mod:`genai_helpers.viz`         attention heatmaps, image grids, live plots, sweep players
 - :mod:`genai_helpers.notebook`    run metadata and the stale-output check for chapters
 """

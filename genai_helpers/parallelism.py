@@ -52,6 +52,22 @@ class ShardedBatches:
         return shard_batch(self.global_batch_fn(i), self.rank, self.world_size)
 
 
+class SeededModel:
+    """Picklable model factory: ``SeededModel(TransformerLM, config, seed)()`` seeds torch, then
+    builds ``model_cls(config)`` — so every rank (and the single-process reference) starts from
+    the same weights."""
+
+    def __init__(self, model_cls: Callable[..., nn.Module], config, seed: int = 0):
+        if not callable(model_cls):
+            raise TypeError("model_cls must be callable: model_cls(config) -> nn.Module")
+        check_positive_int("seed", seed, minimum=0)
+        self.model_cls, self.config, self.seed = model_cls, config, seed
+
+    def __call__(self) -> nn.Module:
+        torch.manual_seed(self.seed)
+        return self.model_cls(self.config)
+
+
 # -------------------------------------------------------------------------------- data parallel
 
 
@@ -267,8 +283,8 @@ def pipeline_on_rank(n_micro: int, batch_size: int = 64, width: int = 256, layer
                      seed: int = 0) -> dict:
     """A real GPipe step over ranks 0..p-1 (p = world size): rank ``s`` holds layers of stage ``s``.
 
-    The batch is cut into ``n_micro`` micro-batches; activations go forward with ``send``/``recv``,
-    then gradients come back. Returns this rank's busy (compute) seconds, the step's wall seconds,
+    The batch is cut into ``n_micro`` micro-batches; activations go forward with ``isend``/``recv``
+    (non-blocking sends, so a stage starts its next micro-batch at once), then gradients come back. Returns this rank's busy (compute) seconds, the step's wall seconds,
     the last stage's loss and the parameter gradients, so the caller can compare with the unsplit
     model (:func:`reference_pipeline_grads`) and measure the bubble ``1 - busy/wall``.
     """
@@ -283,7 +299,7 @@ def pipeline_on_rank(n_micro: int, batch_size: int = 64, width: int = 256, layer
     mb = batch_size // n_micro
     dist.barrier()
     busy, t0 = 0.0, time.perf_counter()
-    inputs, outputs, loss_total = [], [], 0.0
+    inputs, outputs, pending, loss_total = [], [], [], 0.0
     for i in range(n_micro):                                             # forwards
         if rank == 0:
             inp = x_all[i * mb:(i + 1) * mb]
@@ -297,8 +313,8 @@ def pipeline_on_rank(n_micro: int, batch_size: int = 64, width: int = 256, layer
             out = ((out - y_all[i * mb:(i + 1) * mb]) ** 2).mean() / n_micro
             loss_total += out.item()
         busy += time.perf_counter() - t
-        if rank < p - 1:
-            dist.send(out.detach(), rank + 1)
+        if rank < p - 1:                     # non-blocking: start the next micro-batch at once
+            pending.append(dist.isend(out.detach().contiguous(), rank + 1))
         inputs.append(inp)
         outputs.append(out)
     for i in range(n_micro):                                             # backwards
@@ -311,7 +327,9 @@ def pipeline_on_rank(n_micro: int, batch_size: int = 64, width: int = 256, layer
         outputs[i].backward(grad)
         busy += time.perf_counter() - t
         if rank > 0:
-            dist.send(inputs[i].grad, rank - 1)
+            pending.append(dist.isend(inputs[i].grad.contiguous(), rank - 1))
+    for req in pending:
+        req.wait()
     wall = time.perf_counter() - t0
     return {"rank": rank, "busy_s": busy, "wall_s": wall, "loss": loss_total if rank == p - 1 else None,
             "grads": [q.grad.clone() for q in stage.parameters()]}
@@ -356,28 +374,37 @@ def zero_bytes_per_rank(model: nn.Module, world_size: int, stage: int, *, param_
     return out
 
 
-def fsdp_shards_on_rank(model_fn: Callable[[], nn.Module], steps: int = 1, seed: int = 0) -> dict:
-    """Shard ``model_fn()`` with FSDP (``fully_shard``) on this rank, train ``steps`` Adam steps.
+def fsdp_shards_on_rank(model_fn: Callable[[], nn.Module], steps: int = 1, seed: int = 0,
+                        api: str = "fully_shard") -> dict:
+    """Shard ``model_fn()`` (a ``TransformerLM``) with FSDP on this rank and train ``steps`` Adam steps.
 
-    Returns the number of parameter values this rank actually stores (its local shards), the
-    model's total, this rank's Adam-state values (also sharded) and the final loss.
+    ``api="fully_shard"`` (FSDP2: every block, then the root, sharded dim-0 per parameter) or
+    ``"FullyShardedDataParallel"`` (FSDP1: the whole model flattened into one padded vector, split
+    evenly). Returns the number of parameter values this rank actually stores, the model's total,
+    this rank's Adam-state values (sharded too) and the final loss.
     """
-    from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import fully_shard
-
     check_positive_int("steps", steps)
+    if api not in ("fully_shard", "FullyShardedDataParallel"):
+        raise ValueError(f"api must be 'fully_shard' or 'FullyShardedDataParallel', got {api!r}")
     rank, world = dist.get_rank(), dist.get_world_size()
     model = model_fn()
     total = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
-    mesh = init_device_mesh("cpu", (world,))
-    blocks = getattr(model, "blocks", None)
-    if blocks is not None:
-        for block in blocks:
-            fully_shard(block, mesh=mesh)
-    fully_shard(model, mesh=mesh)
-    local = sum(p.to_local().numel() for p in model.parameters())
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     vocab = model.config.vocab_size
+    if api == "fully_shard":
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        mesh = init_device_mesh("cpu", (world,))
+        for block in model.blocks:
+            fully_shard(block, mesh=mesh)
+        fully_shard(model, mesh=mesh)
+        local = sum(p.to_local().numel() for p in model.parameters())
+    else:
+        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+        model = FSDP(model, device_id=torch.device("cpu"))
+        local = sum(p.numel() for p in model.parameters())           # this rank's flat shard
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(seed + rank)
     loss = None
     for _ in range(steps):
@@ -386,7 +413,7 @@ def fsdp_shards_on_rank(model_fn: Callable[[], nn.Module], steps: int = 1, seed:
         loss.backward()
         opt.step()
         opt.zero_grad()
-    opt_local = sum(v.to_local().numel() for s in opt.state.values() for v in s.values()
-                    if hasattr(v, "to_local") and v.ndim > 0)
-    return {"rank": rank, "local_param_values": local, "total_param_values": total,
+    opt_local = sum((v.to_local() if hasattr(v, "to_local") else v).numel()
+                    for st in opt.state.values() for v in st.values() if isinstance(v, torch.Tensor) and v.ndim > 0)
+    return {"rank": rank, "api": api, "local_param_values": local, "total_param_values": total,
             "local_adam_values": opt_local, "loss": loss.item()}

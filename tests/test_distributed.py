@@ -1,4 +1,6 @@
 """Collectives, data/tensor/pipeline parallelism and FSDP on CPU ranks (gloo over 127.0.0.1)."""
+import functools
+
 import pytest
 import torch
 
@@ -12,18 +14,8 @@ CFG = TransformerLMConfig(vocab_size=37, block_size=16, n_layer=2, n_head=2, n_e
 STREAM = torch.arange(600) % 37
 
 
-class SeededModel:                       # picklable model factory: same weights on every rank
-    def __init__(self, config, seed=0):
-        self.config, self.seed = config, seed
-
-    def __call__(self):
-        torch.manual_seed(self.seed)
-        return TransformerLM(self.config)
-
-
-class AdamW:                             # picklable optimizer factory
-    def __call__(self, params):
-        return torch.optim.AdamW(params, lr=3e-3)
+MODEL = par.SeededModel(TransformerLM, CFG, seed=0)      # picklable: same weights on every rank
+AdamW = functools.partial(torch.optim.AdamW, lr=3e-3)    # picklable optimizer factory
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +43,8 @@ def test_ring_and_hierarchical_all_reduce_equal_all_reduce_and_send_the_textbook
 
 def test_ddp_gradients_equal_one_process_on_the_full_batch(two):
     x, y = window_batch_fn(STREAM, 8, 16)(0)
-    grads = two.run(par.ddp_gradients_on_rank, SeededModel(CFG), (x, y))
-    model = SeededModel(CFG)()
+    grads = two.run(par.ddp_gradients_on_rank, MODEL, (x, y))
+    model = MODEL()
     model(x, y)[1].backward()
     for name, p in model.named_parameters():
         for rank in range(2):
@@ -63,9 +55,9 @@ def test_shared_training_loop_under_ddp_equals_single_process_training(two, tmp_
     batches = window_batch_fn(STREAM, 8, 16, seed=1)
     cfg = TrainConfig(steps=6, accumulation_steps=2, log_every=2, progress=False, live_plot=False,
                       checkpoint_path=str(tmp_path / "ddp.safetensors"))
-    history, state = two.run(par.train_ddp_on_rank, SeededModel(CFG), AdamW(), batches, cfg)[0]
-    model = SeededModel(CFG)()
-    ref = train(model, AdamW()(model.parameters()), batches,
+    history, state = two.run(par.train_ddp_on_rank, MODEL, AdamW, batches, cfg)[0]
+    model = MODEL()
+    ref = train(model, AdamW(model.parameters()), batches,
                 TrainConfig(steps=6, accumulation_steps=2, log_every=2, progress=False, live_plot=False))
     assert history.loss == pytest.approx(ref.loss, rel=1e-5)
     for k, v in model.state_dict().items():
@@ -100,7 +92,7 @@ def test_gpipe_simulator_bubble_equals_formula():
 
 
 def test_zero_stages_shard_what_they_promise():
-    model = SeededModel(CFG)()
+    model = MODEL()
     n = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
     z = [par.zero_bytes_per_rank(model, 4, s) for s in range(4)]
     assert z[0]["total"] == 16 * n
@@ -111,10 +103,11 @@ def test_zero_stages_shard_what_they_promise():
         par.zero_bytes_per_rank(model, 4, 4)
 
 
-def test_fsdp_stores_about_half_the_parameters_on_each_of_two_ranks(two):
-    out = two.run(par.fsdp_shards_on_rank, SeededModel(CFG), 2)
+@pytest.mark.parametrize("api", ["fully_shard", "FullyShardedDataParallel"])
+def test_fsdp_stores_about_half_the_parameters_on_each_of_two_ranks(two, api):
+    out = two.run(par.fsdp_shards_on_rank, MODEL, 2, api=api)
     total = out[0]["total_param_values"]
-    assert sum(r["local_param_values"] for r in out) == total
+    assert total <= sum(r["local_param_values"] for r in out) <= total + 2      # FSDP1 pads to even
     for r in out:
         assert abs(r["local_param_values"] - total / 2) / total < 0.05
         assert r["local_adam_values"] == 2 * r["local_param_values"]
