@@ -136,8 +136,10 @@ def evaluate_retrieval(search: Callable[[str, int], Sequence], questions: Sequen
 # Generation metrics
 
 def sentences(text: str) -> list[str]:
-    """Split text into sentences (after ``.``, ``!``, ``?`` or a line break), citation marks kept."""
-    parts = re.split(r"(?<=[.!?])\s+|\n+", text.strip())
+    """Split text into sentences: after ``.``, ``!`` or ``?``, and at blank lines, headings and
+    list items; a single line break (hard-wrapped Markdown) does not end a sentence."""
+    text = re.sub(r"\n(?=\s*(?:#|[-*] |\d+\. |: |\|))", "\n\n", text.strip())   # structure starts a new unit
+    parts = re.split(r"(?<=[.!?])\s+|\n\s*\n", text)
     return [p.strip() for p in parts if len(p.strip().split()) >= 2]
 
 

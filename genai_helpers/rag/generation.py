@@ -74,8 +74,9 @@ class Answer:
 
 def _clean(sentence: str) -> str:
     s = re.sub(r"^#+\s*", "", sentence)                       # heading marks
-    s = re.sub(r"^\s*[-*\d.]+\s+", "", s)                     # list bullets
-    return re.sub(r"\{[^}]*\}|[`*]", "", s).strip()
+    s = re.sub(r"^\s*(?:[-*:]|\d+\.)\s+", "", s)             # list bullets, definition colons
+    s = re.sub(r"\{[^}]*\}|[`*]", "", s)
+    return " ".join(s.split())
 
 
 class ExtractiveAnswerer:

@@ -117,7 +117,8 @@ _ROLE_RE = re.compile(r"\{(?:doc|ref|numref)\}`([^`<]+?)\s*(?:<[^`]*>)?`")
 def clean_markdown(text: str) -> str:
     """Drop MyST/Sphinx markup a reader never sees: ``{doc}`Chapter 1 <...>``` becomes ``Chapter 1``."""
     text = _ROLE_RE.sub(r"\1", text)
-    text = re.sub(r"^```\{admonition\}\s*(.*)$", r"\1", text, flags=re.M)
+    # an admonition block: keep its title and body, drop both of its fences and its options
+    text = re.sub(r"^```\{admonition\}[ \t]*(.*?)\n(.*?)^```[ \t]*$", r"\1\n\2", text, flags=re.M | re.S)
     text = re.sub(r"^:class:.*$\n?", "", text, flags=re.M)
     return text
 

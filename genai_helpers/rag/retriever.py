@@ -11,7 +11,7 @@ Methods (``search(..., method=...)``):
 - ``"dense"``   — cosine similarity of embeddings (FAISS);
 - ``"bm25"``    — keyword search;
 - ``"hybrid"``  — dense and BM25 rankings fused by reciprocal rank fusion;
-- ``"hybrid_rerank"`` — hybrid candidates re-ordered by :func:`genai_helpers.rag.fusion.rerank`;
+- ``"hybrid_rerank"`` — the top 12 hybrid candidates re-ordered by :func:`genai_helpers.rag.fusion.rerank`;
 - ``"multi_query"`` — the query, its keyword rewrite and its feedback expansion, each searched
   with hybrid, fused again (query rewriting / expansion).
 
@@ -38,7 +38,8 @@ from .ingest import IngestReport, load_book
 
 METHODS = ("dense", "bm25", "hybrid", "hybrid_rerank", "multi_query")
 DEFAULT_METHOD = "hybrid_rerank"
-CANDIDATES = 30           # how deep each ranking goes before fusion / reranking
+CANDIDATES = 30           # how deep each ranking goes before fusion
+RERANK_CANDIDATES = 12    # how many fused candidates the reranker looks at again
 
 
 @dataclass(frozen=True)
@@ -124,8 +125,8 @@ class RAGIndex:
             variants = list(dict.fromkeys([query, rewrite_query(query), expand_query(query, self)]))
             fused = reciprocal_rank_fusion([[i for i, _ in self.hybrid_ranking(v, depth)] for v in variants])
             return [(int(i), s) for i, s in fused]
-        cands = [i for i, _ in self.hybrid_ranking(query, depth)][:max(depth // 2, 10)]
-        scores = rerank(query, [self.chunks[i].embed_text for i in cands], self.embedder.encode)
+        cands = [i for i, _ in self.hybrid_ranking(query, depth)][:RERANK_CANDIDATES]
+        scores = rerank(query, [self.chunks[i].embed_text for i in cands], self.embedder.encode, window=400)
         order = np.argsort(-scores, kind="stable")
         return [(cands[j], float(scores[j])) for j in order]
 
