@@ -9,6 +9,7 @@ Organised by capability, not by chapter:
 - :mod:`genai_helpers.models`      complete models (a small transformer language model, ...)
 - :mod:`genai_helpers.sampling`    greedy, temperature, top-k, top-p, repetition penalty, beam search (ch. 03)
 - :mod:`genai_helpers.metrics`     text, classification, regression, ranking and A/B-test metrics (ch. 03)
+- :mod:`genai_helpers.rag`         retrieval-augmented generation: ``build_book_index(...).search(q, k)`` (ch. 07)
 - :mod:`genai_helpers.data`        offline data sources and tokenizers
 - :mod:`genai_helpers.training`    the training loop every chapter uses
 - :mod:`genai_helpers.checkpoint`  safetensors checkpoints written atomically
