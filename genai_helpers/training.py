@@ -182,7 +182,7 @@ def train(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch_fn: Ca
                     (scaler.scale(loss) if scaler else loss).backward()
                 step_loss += loss.item()
             if world > 1:                                 # log the mean loss over ranks
-                mean = torch.tensor([step_loss], dtype=torch.float64)
+                mean = torch.tensor([step_loss], dtype=torch.float64, device=device)  # NCCL needs device tensors
                 torch.distributed.all_reduce(mean)
                 step_loss = mean.item() / world
             if scaler:
