@@ -75,7 +75,7 @@ class Answer:
 def _clean(sentence: str) -> str:
     s = re.sub(r"^#+\s*", "", sentence)                       # heading marks
     s = re.sub(r"^\s*(?:[-*:]|\d+\.)\s+", "", s)             # list bullets, definition colons
-    s = re.sub(r"\{[^}]*\}|[`*]", "", s)
+    s = re.sub(r"[`*]", "", s)
     return " ".join(s.split())
 
 
@@ -97,7 +97,7 @@ class ExtractiveAnswerer:
     def __call__(self, question: str, hits: Sequence) -> Answer:
         cands = [(n, _clean(s)) for n, h in enumerate(hits, 1) if not getattr(h, "flags", ())
                  for s in sentences(h.text)]
-        cands = [(n, s) for n, s in cands if len(s.split()) >= 4]
+        cands = [(n, s) for n, s in cands if len(s.split()) >= 4 and not s.startswith("|")]   # no table rows
         if not cands:
             return Answer(ABSTAIN, abstained=True, generator=self.name)
         vecs = self.embed([question] + [s for _, s in cands])
