@@ -3,8 +3,9 @@
 The question set (``book_questions.json`` beside this file) pairs each question with the
 repo-relative ``sources`` that answer it and an ``evidence`` phrase from the first source.
 :func:`load_questions` drops — and reports — questions whose first source is absent from the
-checkout (a placeholder page replaced by its chapter, say), so the metrics never count a
-question the corpus cannot answer.
+checkout (a placeholder page replaced by its chapter, say) or whose evidence phrase is no
+longer in it (the page was rewritten), so the metrics never count a question the corpus cannot
+answer.
 
 Relevance of a retrieved chunk to a question is graded like the worked example of chapter 03:
 2 = from a relevant source *and* containing the evidence phrase, 1 = from a relevant source,
@@ -53,14 +54,24 @@ def normalise(text: str) -> str:
 
 
 def load_questions(root: str | Path = ".", path: str | Path | None = None) -> tuple[list[Question], list[tuple[str, str]]]:
-    """``(questions, skipped)``: the questions whose first source exists under ``root``, and
-    ``(id, reason)`` for those left out."""
+    """``(questions, skipped)``: the questions whose first source exists under ``root`` and still
+    contains the evidence phrase, and ``(id, reason)`` for those left out (so an edited page
+    flags its stale questions instead of silently counting them as misses)."""
+    from .ingest import ingest_files
+
     data = json.loads(Path(path or QUESTIONS_PATH).read_text(encoding="utf-8"))
-    kept, skipped = [], []
+    kept, skipped, texts = [], [], {}
     for q in data["questions"]:
         question = Question(q["id"], q["question"], tuple(q["sources"]), q["evidence"], q["answer"])
-        if not (Path(root) / question.sources[0]).is_file():
+        first = Path(root) / question.sources[0]
+        if not first.is_file():
             skipped.append((question.id, f"source {question.sources[0]} is not in this checkout"))
+            continue
+        if first not in texts:
+            docs = ingest_files([first], root).documents
+            texts[first] = normalise(docs[0].text) if docs else ""
+        if normalise(question.evidence) not in texts[first]:
+            skipped.append((question.id, f"evidence {question.evidence!r} is no longer in {question.sources[0]} (page rewritten?)"))
             continue
         kept.append(question)
     return kept, skipped
