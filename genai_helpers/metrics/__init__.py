@@ -7,8 +7,11 @@
 - :mod:`~genai_helpers.metrics.regression`      MSE, MAE, RMSE
 - :mod:`~genai_helpers.metrics.ranking`         Precision@k, Recall@k, MRR, AP / mAP, nDCG@k
 - :mod:`~genai_helpers.metrics.online`          two-proportion z-test and sample size for A/B tests
+- :mod:`~genai_helpers.metrics.image`           Fréchet distance / FID, KID, Inception Score (on the book's feature network)
 """
 from .classification import PRF, accuracy, confusion_matrix, precision_recall_f1  # noqa: F401
+from .image import (fid_from_features, frechet_distance, gaussian_stats, inception_score,  # noqa: F401
+                    kernel_inception_distance)
 from .meteor import load_wordnet, meteor, meteor_alignment, setup_wordnet, wordnet_status  # noqa: F401
 from .online import ProportionTest, required_sample_size, two_proportion_z_test  # noqa: F401
 from .overlap import BleuResult, RougeScore, bleu, cider, lcs_length, rouge, tokenize_13a, tokenize_rouge  # noqa: F401
