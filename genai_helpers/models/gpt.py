@@ -1,0 +1,487 @@
+"""A GPT-2-style decoder-only language model with a KV cache (chapter 04; reused in 06 and 09).
+
+    from genai_helpers.models.gpt import GPT, GPTConfig, KVCache
+
+    model = GPT(GPTConfig(vocab_size=5000, block_size=128, n_layer=4, n_head=4, n_embd=128))
+    logits, loss = model(idx, targets)                  # idx (B, T) ids -> logits (B, T, V)
+    out = model.generate(idx, 20, temperature=0)        # greedy, with a KV cache
+
+Architecture (nanoGPT naming, GPT-2 layout): token embedding (+ learned or sinusoidal position
+vectors) -> ``n_layer`` pre-LayerNorm blocks (``ln_1 -> attn.c_attn -> F.scaled_dot_product_attention
+-> attn.c_proj``, ``ln_2 -> mlp.c_fc -> GELU(tanh) -> mlp.c_proj``) -> ``ln_f`` -> ``lm_head``
+(tied to the token embedding by default). LayerNorm eps is 1e-5, as in GPT-2.
+
+Three position encodings (``GPTConfig.pos_encoding``):
+
+- ``"learned"``: one trained vector per position (GPT-2). Cannot go past ``block_size``.
+- ``"sinusoidal"``: the fixed table of :func:`genai_helpers.positional.sinusoidal_positions`,
+  added to the token embeddings; defined for any position.
+- ``"rope"``: rotary position embedding. Queries and keys of every head are rotated by an angle
+  proportional to their position (:func:`apply_rope`), so the score ``q_m · k_n`` depends only on
+  the offset ``m - n``. Nothing is added to the embeddings.
+
+Sinusoidal and RoPE models accept sequences longer than ``block_size`` in :meth:`GPT.forward`
+(chapter 04 measures how well they extrapolate); :meth:`GPT.generate` always crops the context to
+the last ``block_size`` tokens, like nanoGPT.
+
+The KV cache (:class:`KVCache`) stores each layer's keys and values so that generating one more
+token costs one token's worth of compute: :meth:`GPT.forward_cached` feeds only the *new* tokens.
+Keys are stored after the rotary rotation, so cached and uncached runs give the same logits.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .._checks import check_positive_int, check_probability, check_tensor
+from ..positional import sinusoidal_positions
+from ..sampling import sample_next_token
+
+POS_ENCODINGS = ("learned", "sinusoidal", "rope")
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------------
+@dataclass
+class GPTConfig:
+    """Sizes of a :class:`GPT`. ``n_embd`` must be divisible by ``n_head``; for ``"rope"`` and
+    ``"sinusoidal"`` the head size / ``n_embd`` must be even."""
+
+    vocab_size: int
+    block_size: int = 256            # longest context trained on (and kept by generate)
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+    bias: bool = True                # biases in Linear layers and LayerNorms (GPT-2: True)
+    pos_encoding: str = "learned"    # "learned" | "sinusoidal" | "rope"
+    tie_weights: bool = True         # lm_head.weight is the token embedding
+    rope_base: float = 10000.0       # RoPE (and sinusoidal) frequency base
+
+    def __post_init__(self):
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            check_positive_int(name, getattr(self, name))
+        check_probability("dropout", self.dropout)
+        if not isinstance(self.bias, bool):
+            raise TypeError(f"bias must be a bool, got {type(self.bias).__name__}")
+        if not isinstance(self.tie_weights, bool):
+            raise TypeError(f"tie_weights must be a bool, got {type(self.tie_weights).__name__}")
+        if self.pos_encoding not in POS_ENCODINGS:
+            raise ValueError(f"pos_encoding must be one of {POS_ENCODINGS}, got {self.pos_encoding!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_head must divide n_embd ({self.n_embd}), got n_head={self.n_head}")
+        if self.pos_encoding == "rope" and (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"rope needs an even head size n_embd/n_head, got {self.n_embd // self.n_head}")
+        if self.pos_encoding == "sinusoidal" and self.n_embd % 2:
+            raise ValueError(f"sinusoidal positions need an even n_embd, got {self.n_embd}")
+        if not isinstance(self.rope_base, (int, float)) or isinstance(self.rope_base, bool) or not self.rope_base > 1:
+            raise ValueError(f"rope_base must be a float > 1, got {self.rope_base!r}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+
+# --------------------------------------------------------------------------------------------
+# Rotary position embedding
+# --------------------------------------------------------------------------------------------
+def rope_cos_sin(positions: torch.Tensor, head_dim: int, base: float = 10000.0,
+                 dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosines and sines for rotary embedding at integer ``positions`` ``(T,)``.
+
+    Returns two ``(T, head_dim)`` tensors. Dimension pair ``(i, i + head_dim/2)`` turns at
+    frequency ``base ** (-2i / head_dim)`` (the "rotate-half" layout of GPT-NeoX and Llama).
+    """
+    check_tensor("positions", positions, ndim=1)
+    check_positive_int("head_dim", head_dim)
+    if head_dim % 2:
+        raise ValueError(f"head_dim must be even for RoPE, got {head_dim}")
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64, device=positions.device) / head_dim)
+    angles = positions.to(torch.float64)[:, None] * inv_freq[None, :]        # (T, head_dim/2)
+    angles = torch.cat([angles, angles], dim=-1)                              # (T, head_dim)
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([-x2, x1], dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate ``x`` ``(..., T, head_dim)`` by the angles behind ``cos``/``sin`` ``(T, head_dim)``.
+
+    Each pair ``(x_i, x_{i+d/2})`` is turned by its angle; lengths are unchanged, and for a query
+    at position m and a key at n, ``apply_rope(q, m) · apply_rope(k, n)`` depends only on m - n.
+    """
+    if cos.shape != sin.shape or cos.shape[-1] != x.shape[-1] or cos.shape[-2] != x.shape[-2]:
+        raise ValueError(f"cos/sin must be (T, head_dim) = {tuple(x.shape[-2:])}, got {tuple(cos.shape)}")
+    return x * cos.to(x.dtype) + _rotate_half(x) * sin.to(x.dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# KV cache
+# --------------------------------------------------------------------------------------------
+class KVCache:
+    """Per-layer keys and values of the tokens seen so far.
+
+    ``k[l]`` and ``v[l]`` are ``(B, n_head, capacity, head_dim)``; the first ``length`` positions
+    are filled. With ``max_len`` the buffers are preallocated once; without, they grow by
+    concatenation. :meth:`GPT.forward_cached` appends to it.
+    """
+
+    def __init__(self, n_layer: int, batch_size: int, n_head: int, head_dim: int, max_len: int | None = None,
+                 device=None, dtype=None):
+        check_positive_int("n_layer", n_layer)
+        check_positive_int("batch_size", batch_size)
+        check_positive_int("n_head", n_head)
+        check_positive_int("head_dim", head_dim)
+        if max_len is not None:
+            check_positive_int("max_len", max_len)
+        self.batch_size, self.n_head, self.head_dim, self.max_len = batch_size, n_head, head_dim, max_len
+        dtype = dtype or torch.get_default_dtype()
+        cap = max_len or 0
+        self.k = [torch.zeros(batch_size, n_head, cap, head_dim, device=device, dtype=dtype) for _ in range(n_layer)]
+        self.v = [torch.zeros(batch_size, n_head, cap, head_dim, device=device, dtype=dtype) for _ in range(n_layer)]
+        self.length = 0
+
+    def reset(self) -> None:
+        """Forget every stored token (buffers are kept)."""
+        self.length = 0
+        if self.max_len is None:
+            self.k = [k[:, :, :0] for k in self.k]
+            self.v = [v[:, :, :0] for v in self.v]
+
+    def nbytes(self) -> int:
+        """Bytes held by the key and value buffers (capacity, not just the filled part)."""
+        return sum(t.numel() * t.element_size() for t in self.k + self.v)
+
+    def update(self, layer: int, k_new: torch.Tensor, v_new: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write ``(B, n_head, t, head_dim)`` new keys/values of ``layer`` after the stored ones;
+        return all keys/values so far ``(B, n_head, length + t, head_dim)``. The caller advances
+        :attr:`length` once per forward pass (after the last layer)."""
+        start, t = self.length, k_new.shape[2]
+        if k_new.shape[0] != self.batch_size:
+            raise ValueError(f"cache holds batch_size={self.batch_size}, got keys for {k_new.shape[0]} rows")
+        if self.max_len is not None:
+            if start + t > self.max_len:
+                raise ValueError(f"KV cache is full: max_len={self.max_len}, have {start}, adding {t}")
+            self.k[layer][:, :, start:start + t] = k_new
+            self.v[layer][:, :, start:start + t] = v_new
+            return self.k[layer][:, :, :start + t], self.v[layer][:, :, :start + t]
+        self.k[layer] = torch.cat([self.k[layer][:, :, :start], k_new], dim=2)
+        self.v[layer] = torch.cat([self.v[layer][:, :, :start], v_new], dim=2)
+        return self.k[layer], self.v[layer]
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep rows ``index`` ``(B',)`` of the batch (beam search: which beams survive).
+        ``batch_size`` becomes ``len(index)``."""
+        check_tensor("index", index, ndim=1)
+        self.k = [k.index_select(0, index.to(k.device)) for k in self.k]
+        self.v = [v.index_select(0, index.to(v.device)) for v in self.v]
+        self.batch_size = int(index.numel())
+
+    def __repr__(self) -> str:
+        return (f"KVCache(layers={len(self.k)}, batch={self.batch_size}, length={self.length}, "
+                f"max_len={self.max_len}, {self.nbytes() / 2**20:.2f} MiB)")
+
+
+# --------------------------------------------------------------------------------------------
+# Blocks
+# --------------------------------------------------------------------------------------------
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention with fused ``c_attn`` (q, k, v) and output ``c_proj``."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.n_head, self.head_dim, self.dropout = config.n_head, config.head_dim, config.dropout
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+                cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, self.head_dim).transpose(1, 2) for t in (q, k, v))   # (B, H, T, hd)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        past = 0
+        if cache is not None:
+            past = cache.length
+            k, v = cache.update(layer, k, v)                                  # (B, H, past + T, hd)
+        drop = self.dropout if self.training else 0.0
+        if past == 0:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
+        elif T == 1:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)     # one new token sees everything
+        else:                                                                 # new token i sees keys 0..past+i
+            allowed = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=drop)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block: ``x + attn(ln_1(x))`` then ``x + mlp(ln_2(x))``."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=1e-5, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=1e-5, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x, rope=None, cache=None, layer=0):
+        x = x + self.attn(self.ln_1(x), rope=rope, cache=cache, layer=layer)
+        return x + self.mlp(self.ln_2(x))
+
+
+# --------------------------------------------------------------------------------------------
+# The model
+# --------------------------------------------------------------------------------------------
+class GPT(nn.Module):
+    """GPT-2-style language model; see the module docstring."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        if not isinstance(config, GPTConfig):
+            raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
+        self.config = c = config
+        modules = dict(wte=nn.Embedding(c.vocab_size, c.n_embd), drop=nn.Dropout(c.dropout),
+                       h=nn.ModuleList(Block(c) for _ in range(c.n_layer)),
+                       ln_f=nn.LayerNorm(c.n_embd, eps=1e-5, bias=c.bias))
+        if c.pos_encoding == "learned":
+            modules["wpe"] = nn.Embedding(c.block_size, c.n_embd)
+        self.transformer = nn.ModuleDict(modules)
+        self.lm_head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
+        if c.tie_weights:
+            self.lm_head.weight = self.transformer.wte.weight
+        self._sin_table: torch.Tensor | None = None
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():                     # GPT-2: scaled residual projections
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * c.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    # ---- helpers --------------------------------------------------------------------------
+    def num_parameters(self, exclude_embeddings: bool = False) -> int:
+        """Number of (unique) parameters; ``exclude_embeddings`` drops the token and position
+        embeddings (and an untied ``lm_head``)."""
+        n = sum(p.numel() for p in self.parameters())
+        if exclude_embeddings:
+            n -= self.transformer.wte.weight.numel()
+            if "wpe" in self.transformer:
+                n -= self.transformer.wpe.weight.numel()
+            if not self.config.tie_weights:
+                n -= self.lm_head.weight.numel()
+        return n
+
+    def new_cache(self, batch_size: int, max_len: int | None = None, device=None, dtype=None) -> KVCache:
+        """An empty :class:`KVCache` for this model (on the model's device/dtype by default)."""
+        p = self.transformer.wte.weight
+        return KVCache(self.config.n_layer, batch_size, self.config.n_head, self.config.head_dim, max_len,
+                       device=device or p.device, dtype=dtype or p.dtype)
+
+    def _check_idx(self, idx) -> torch.Tensor:
+        check_tensor("idx", idx, ndim=2)
+        if idx.dtype not in (torch.int64, torch.int32):
+            raise TypeError(f"idx must hold integer token ids, got {idx.dtype}")
+        if idx.shape[1] == 0:
+            raise ValueError("idx must contain at least one token per row, got shape (B, 0)")
+        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.config.vocab_size):
+            raise ValueError(f"idx must be ids in [0, vocab_size={self.config.vocab_size}), got range "
+                             f"[{int(idx.min())}, {int(idx.max())}]")
+        return idx
+
+    def _embed(self, idx: torch.Tensor, offset: int):
+        """Token (+ position) embeddings of ``idx`` at positions ``offset..offset+T``; RoPE tables."""
+        c, T = self.config, idx.shape[1]
+        x = self.transformer.wte(idx)
+        rope = None
+        if c.pos_encoding == "learned":
+            if offset + T > c.block_size:
+                raise ValueError(f"learned positions stop at block_size={c.block_size}; got positions up to "
+                                 f"{offset + T} (sinusoidal and rope models accept longer inputs)")
+            x = x + self.transformer.wpe(torch.arange(offset, offset + T, device=idx.device))
+        elif c.pos_encoding == "sinusoidal":
+            need = offset + T
+            if self._sin_table is None or self._sin_table.shape[0] < need or self._sin_table.device != idx.device:
+                size = max(need, 2 * c.block_size)
+                self._sin_table = sinusoidal_positions(size, c.n_embd, c.rope_base).to(idx.device)
+            x = x + self._sin_table[offset:offset + T].to(x.dtype)
+        else:
+            pos = torch.arange(offset, offset + T, device=idx.device)
+            rope = rope_cos_sin(pos, c.head_dim, c.rope_base, dtype=x.dtype)
+        return self.transformer.drop(x), rope
+
+    # ---- forward passes -------------------------------------------------------------------
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        """``idx`` ``(B, T)`` ids -> ``(logits (B, T, V), loss or None)``.
+
+        ``targets`` ``(B, T)`` ids (``-100`` = ignored) gives the mean next-token cross-entropy
+        (nats). Learned positions need ``T <= block_size``; the other two accept any ``T``.
+        """
+        self._check_idx(idx)
+        x, rope = self._embed(idx, 0)
+        for block in self.transformer.h:
+            x = block(x, rope=rope)
+        logits = self.lm_head(self.transformer.ln_f(x))
+        loss = None
+        if targets is not None:
+            check_tensor("targets", targets, ndim=2)
+            if targets.shape != idx.shape:
+                raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}")
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1).long(),
+                                   ignore_index=-100)
+        return logits, loss
+
+    def forward_cached(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Feed only the NEW tokens ``idx`` ``(B, t)``; their keys/values are appended to ``cache``.
+
+        Returns logits ``(B, t, V)``, equal (to float rounding) to the last ``t`` positions of
+        ``forward`` on the whole sequence. ``cache.length`` grows by ``t``.
+        """
+        self._check_idx(idx)
+        if not isinstance(cache, KVCache):
+            raise TypeError(f"cache must be a KVCache (model.new_cache(...)), got {type(cache).__name__}")
+        if len(cache.k) != self.config.n_layer or cache.n_head != self.config.n_head or cache.head_dim != self.config.head_dim:
+            raise ValueError("cache was made for a different model shape (use model.new_cache)")
+        x, rope = self._embed(idx, cache.length)
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, rope=rope, cache=cache, layer=i)
+        cache.length += idx.shape[1]
+        return self.lm_head(self.transformer.ln_f(x))
+
+    @torch.no_grad()
+    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, repetition_penalty: float = 1.0, use_cache: bool = True,
+                 eos_token_id: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Append up to ``max_new_tokens`` tokens to ``idx`` ``(B, T)``; returns ``(B, T + new)``.
+
+        Each step draws with :func:`genai_helpers.sampling.sample_next_token` (repetition penalty
+        -> temperature -> top-k -> top-p; ``temperature=0`` is greedy). The context is cropped to
+        the last ``block_size`` tokens. ``use_cache=True`` feeds one token per step through the
+        KV cache (when the window slides past ``block_size`` the cache is rebuilt from the cropped
+        window, so both paths see the same context and pick the same tokens). Rows that produced
+        ``eos_token_id`` keep emitting it; generation stops when all rows have.
+        """
+        self._check_idx(idx)
+        check_positive_int("max_new_tokens", max_new_tokens, minimum=0)
+        if eos_token_id is not None:
+            check_positive_int("eos_token_id", eos_token_id, minimum=0)
+        if not isinstance(use_cache, bool):
+            raise TypeError(f"use_cache must be a bool, got {type(use_cache).__name__}")
+        bs = self.config.block_size
+        was_training = self.training
+        self.eval()
+        cache = self.new_cache(idx.shape[0]) if use_cache else None
+        finished = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
+        fed = 0                                       # how many tokens of ids the cache holds
+        ids = idx
+        try:
+            for _ in range(max_new_tokens):
+                if cache is None:
+                    logits = self(ids[:, -bs:])[0][:, -1, :]
+                elif ids.shape[1] > bs:               # window slides: rebuild the cache from the crop
+                    cache.reset()
+                    logits = self.forward_cached(ids[:, -bs:], cache)[:, -1, :]
+                    fed = ids.shape[1]
+                else:
+                    logits = self.forward_cached(ids[:, fed:], cache)[:, -1, :]
+                    fed = ids.shape[1]
+                nxt = sample_next_token(logits.float(), temperature=temperature, top_k=top_k, top_p=top_p,
+                                        repetition_penalty=repetition_penalty, previous_tokens=ids,
+                                        generator=generator)
+                if eos_token_id is not None:
+                    nxt = torch.where(finished, torch.full_like(nxt, eos_token_id), nxt)
+                    finished |= nxt == eos_token_id
+                ids = torch.cat([ids, nxt[:, None].to(ids.dtype)], dim=1)
+                if eos_token_id is not None and bool(finished.all()):
+                    break
+        finally:
+            self.train(was_training)
+        return ids
+
+    # ---- Hugging Face conversion ----------------------------------------------------------
+    _TRANSPOSED = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+
+    @classmethod
+    def from_hf_gpt2(cls, hf_model) -> "GPT":
+        """Copy a ``transformers.GPT2LMHeadModel`` into a :class:`GPT` (learned positions).
+
+        GPT-2's ``Conv1D`` stores weights as ``(in, out)``; ``nn.Linear`` as ``(out, in)``, so those
+        four matrices are transposed. Logits agree to about 1e-5.
+        """
+        hf_cfg = getattr(hf_model, "config", None)
+        if hf_cfg is None or getattr(hf_cfg, "model_type", None) != "gpt2":
+            raise TypeError(f"hf_model must be a transformers GPT2LMHeadModel, got {type(hf_model).__name__}")
+        act = getattr(hf_cfg, "activation_function", "gelu_new")
+        if act not in ("gelu_new", "gelu_pytorch_tanh"):
+            raise ValueError(f"only GELU(tanh) GPT-2 models convert; activation_function={act!r}")
+        if getattr(hf_cfg, "scale_attn_by_inverse_layer_idx", False) or getattr(hf_cfg, "reorder_and_upcast_attn", False):
+            raise ValueError("scale_attn_by_inverse_layer_idx / reorder_and_upcast_attn are not supported")
+        n_inner = getattr(hf_cfg, "n_inner", None)
+        if n_inner not in (None, 4 * hf_cfg.n_embd):
+            raise ValueError(f"only n_inner = 4 * n_embd is supported, got {n_inner}")
+        cfg = GPTConfig(vocab_size=hf_cfg.vocab_size, block_size=hf_cfg.n_positions, n_layer=hf_cfg.n_layer,
+                        n_head=hf_cfg.n_head, n_embd=hf_cfg.n_embd, dropout=0.0, bias=True, pos_encoding="learned",
+                        tie_weights=bool(getattr(hf_cfg, "tie_word_embeddings", True)))
+        model = cls(cfg)
+        sd_hf = hf_model.state_dict()
+        own = model.state_dict()
+        with torch.no_grad():
+            for name, tensor in own.items():
+                src = sd_hf[name]
+                if name.endswith(cls._TRANSPOSED):
+                    src = src.t()
+                if src.shape != tensor.shape:
+                    raise ValueError(f"shape mismatch for {name}: {tuple(src.shape)} vs {tuple(tensor.shape)}")
+                tensor.copy_(src)
+        return model
+
+    def to_hf_gpt2(self):
+        """The same weights as a ``transformers.GPT2LMHeadModel`` (learned positions, bias=True only)."""
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        c = self.config
+        if c.pos_encoding != "learned" or not c.bias:
+            raise ValueError(f"to_hf_gpt2 needs pos_encoding='learned' and bias=True, got "
+                             f"pos_encoding={c.pos_encoding!r}, bias={c.bias}")
+        hf_cfg = GPT2Config(vocab_size=c.vocab_size, n_positions=c.block_size, n_embd=c.n_embd, n_layer=c.n_layer,
+                            n_head=c.n_head, activation_function="gelu_new", resid_pdrop=c.dropout,
+                            embd_pdrop=c.dropout, attn_pdrop=c.dropout, layer_norm_epsilon=1e-5,
+                            tie_word_embeddings=c.tie_weights, bos_token_id=None, eos_token_id=None)
+        hf = GPT2LMHeadModel(hf_cfg)
+        sd = {}
+        for name, tensor in self.state_dict().items():
+            sd[name] = tensor.t().contiguous() if name.endswith(self._TRANSPOSED) else tensor.clone()
+        missing, unexpected = hf.load_state_dict(sd, strict=False)
+        missing = [m for m in missing if not m.endswith(".attn.bias") and not m.endswith(".attn.masked_bias")]
+        if missing or unexpected:
+            raise RuntimeError(f"conversion failed: missing {missing}, unexpected {unexpected}")
+        return hf.eval()
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in asdict(self.config).items())
