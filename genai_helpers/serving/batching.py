@@ -1,0 +1,179 @@
+"""Static vs continuous batching under a simulated request stream (chapter 09).
+
+Both schedulers run the real model through :class:`~genai_helpers.serving.engine.BatchEngine`;
+they differ only in *when* requests join and leave the batch:
+
+- **static**: when the server is free it takes up to ``max_batch`` waiting requests and runs them
+  to completion together, like one call of ``generate`` on a padded batch. Rows that finish early
+  keep computing (their tokens are thrown away) and newcomers wait for the whole batch.
+- **continuous** (iteration-level scheduling, as in Orca and vLLM): after *every* decoding step,
+  finished requests leave and waiting ones are prefilled into the free slots.
+
+Time is simulated on a clock that advances by the measured duration of each prefill and decoding
+step (or by ``step_cost`` if given, for deterministic tests), and jumps to the next arrival when the
+server is idle. Per request we record the time to first token (TTFT, arrival -> first token) and
+latency (arrival -> last token); throughput is generated tokens per second of simulated time.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .._checks import check_positive_int
+from .engine import BatchEngine
+from .workload import Request
+
+POLICIES = ("static", "continuous")
+
+
+@dataclass
+class ServeReport:
+    policy: str
+    max_batch: int
+    ttft: np.ndarray                 # seconds, per request (in request order)
+    latency: np.ndarray              # seconds, per request
+    tokens: np.ndarray               # generated tokens, per request
+    makespan: float                  # first arrival -> last token, seconds
+    busy_seconds: float              # time spent computing
+    wasted_row_steps: int            # static: decoding rows spent on already-finished requests
+    timeline: list[tuple[float, int]] = field(default_factory=list)   # (time, active rows) after each step
+    outputs: list[list[int]] = field(default_factory=list)
+
+    @property
+    def throughput(self) -> float:
+        """Generated tokens per second of simulated time."""
+        return float(self.tokens.sum() / self.makespan) if self.makespan > 0 else 0.0
+
+    def percentiles(self, values: str = "latency", qs=(50, 95, 99)) -> dict[str, float]:
+        arr = getattr(self, values)
+        return {f"p{q}": float(np.percentile(arr, q)) for q in qs}
+
+    def summary(self) -> dict:
+        lat, tt = self.percentiles("latency"), self.percentiles("ttft")
+        return {"policy": self.policy, "max_batch": self.max_batch, "requests": len(self.tokens),
+                "tokens": int(self.tokens.sum()), "makespan_s": self.makespan, "throughput_tok_s": self.throughput,
+                "ttft_p50_s": tt["p50"], "ttft_p95_s": tt["p95"], "ttft_p99_s": tt["p99"],
+                "latency_p50_s": lat["p50"], "latency_p95_s": lat["p95"], "latency_p99_s": lat["p99"],
+                "busy_s": self.busy_seconds, "wasted_row_steps": self.wasted_row_steps}
+
+
+def _pick(logits: torch.Tensor, temperature: float, generator) -> torch.Tensor:
+    if temperature == 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / temperature, -1)
+    return torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator).reshape(probs.shape[:-1])
+
+
+def serve(model, requests: Sequence[Request], *, policy: str = "continuous", max_batch: int = 8,
+          temperature: float = 0.0, eos_id: int | None = None, generator: torch.Generator | None = None,
+          step_cost: Callable[[str, int], float] | None = None, max_len: int | None = None) -> ServeReport:
+    """Serve ``requests`` with ``policy`` ("static" or "continuous") and at most ``max_batch`` at once.
+
+    Each request generates ``max_new_tokens`` tokens (fewer if it emits ``eos_id``), greedily when
+    ``temperature=0``. ``step_cost(kind, n)`` (``kind`` "prefill" with ``n`` prompt tokens, or
+    "decode" with ``n`` rows) replaces measured times with a cost model. Returns a :class:`ServeReport`.
+    """
+    if policy not in POLICIES:
+        raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+    check_positive_int("max_batch", max_batch)
+    if not requests:
+        raise ValueError("requests must not be empty")
+    max_len = max_len or model.config.block_size
+    for r in requests:
+        if r.prompt_len + r.max_new_tokens > max_len:
+            raise ValueError(f"request {r.id}: prompt {r.prompt_len} + max_new_tokens {r.max_new_tokens} "
+                             f"exceeds max_len {max_len}")
+    was_training = model.training
+    model.eval()
+    engine = BatchEngine(model, max_batch, max_len)
+    order = sorted(range(len(requests)), key=lambda i: (requests[i].arrival, i))
+    n = len(requests)
+    first = np.full(n, np.nan); done = np.full(n, np.nan); ntok = np.zeros(n, dtype=np.int64)
+    outputs: list[list[int]] = [[] for _ in range(n)]
+    slot_req: list[int] = []              # request index held by each active slot
+    finished_in_batch: set[int] = set()   # static: rows done but still computing
+    next_tok: list[int] = []              # token each active slot feeds next
+    clock, busy, wasted, nxt_arrival = 0.0, 0.0, 0, 0
+    waiting: list[int] = []
+    timeline: list[tuple[float, int]] = []
+
+    def timed(kind: str, size: int, fn):
+        nonlocal clock, busy
+        t0 = time.perf_counter()
+        out = fn()
+        dt = step_cost(kind, size) if step_cost is not None else time.perf_counter() - t0
+        clock += dt; busy += dt
+        return out
+
+    def emit(i: int, tok: int) -> bool:
+        """Record a token for request i; True when the request is complete."""
+        if np.isnan(first[i]):
+            first[i] = clock
+        outputs[i].append(tok); ntok[i] += 1
+        if ntok[i] >= requests[i].max_new_tokens or (eos_id is not None and tok == eos_id):
+            done[i] = clock
+            return True
+        return False
+
+    def admit(i: int) -> None:
+        slot, logits = timed("prefill", requests[i].prompt_len, lambda: engine.add(requests[i].prompt))
+        tok = int(_pick(logits, temperature, generator))
+        slot_req.append(i); next_tok.append(tok)
+        if emit(i, tok):
+            finished_in_batch.add(i)
+
+    def drop(pos: int) -> None:
+        moved = engine.remove(pos)
+        if moved is not None:
+            slot_req[pos], next_tok[pos] = slot_req[moved], next_tok[moved]
+        slot_req.pop(); next_tok.pop()
+
+    with torch.no_grad():
+        while True:
+            while nxt_arrival < n and requests[order[nxt_arrival]].arrival <= clock:
+                waiting.append(order[nxt_arrival]); nxt_arrival += 1
+            if policy == "continuous":
+                while waiting and engine.active < max_batch:
+                    i = waiting.pop(0)
+                    admit(i)
+                    if i in finished_in_batch:                    # a one-token request ends at prefill
+                        finished_in_batch.discard(i); drop(engine.active - 1)
+            elif engine.active == 0 and waiting:
+                batch, waiting = waiting[:max_batch], waiting[max_batch:]
+                for i in batch:
+                    admit(i)
+            if engine.active == 0 or (policy == "static" and len(finished_in_batch) == engine.active):
+                for pos in range(len(slot_req) - 1, -1, -1):
+                    drop(pos)
+                finished_in_batch.clear()
+                if nxt_arrival >= n and not waiting:
+                    break
+                if not waiting:
+                    clock = max(clock, requests[order[nxt_arrival]].arrival)
+                continue
+            rows = engine.active
+            logits = timed("decode", rows, lambda: engine.step(torch.tensor(next_tok)))
+            toks = _pick(logits, temperature, generator).tolist()
+            timeline.append((clock, rows))
+            for pos in range(rows):
+                i = slot_req[pos]
+                if i in finished_in_batch:       # static: a finished row still computed (padding)
+                    wasted += 1
+                    engine.lengths[pos] = min(int(engine.lengths[pos]), max_len - 1)
+                    continue
+                next_tok[pos] = toks[pos]
+                if emit(i, toks[pos]):
+                    finished_in_batch.add(i)
+            if policy == "continuous":
+                for pos in range(len(slot_req) - 1, -1, -1):
+                    if slot_req[pos] in finished_in_batch:
+                        finished_in_batch.discard(slot_req[pos]); drop(pos)
+    model.train(was_training)
+    arrivals = np.array([r.arrival for r in requests])
+    return ServeReport(policy=policy, max_batch=max_batch, ttft=first - arrivals, latency=done - arrivals, tokens=ntok,
+                       makespan=float(np.nanmax(done) - arrivals.min()), busy_seconds=busy, wasted_row_steps=wasted,
+                       timeline=timeline, outputs=outputs)

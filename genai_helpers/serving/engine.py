@@ -1,0 +1,107 @@
+"""A batched decoding engine over the book's GPT, with one KV-cache *slot* per request (chapter 09).
+
+``model.forward_cached`` assumes every row of a batch has the same length. A server mixes
+requests of different lengths that start and finish at different times, so :class:`BatchEngine`
+keeps per-slot lengths: a request is prefilled alone (through the model's own ``forward_cached``)
+and copied into a free slot; then every decoding step feeds one token per active slot, each at
+its own position, and attention masks out the unused tail of every slot. Active slots are kept
+packed at the front (a finished request's slot is filled by the last active one), so a step only
+touches ``cache[:active]``.
+
+Learned positions only (the GPT-2 layout the chapter trains). The engine reuses the model's own
+modules (``ln_1``, ``c_attn``, ``c_proj``, ``mlp``...); only the attention over ragged lengths is
+written here, and tests check its logits against ``model(...)``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .._checks import check_positive_int
+
+
+class BatchEngine:
+    """``BatchEngine(model, max_batch, max_len)``: slots ``0..max_batch-1`` of ``max_len`` tokens each.
+
+    ``add(prompt) -> (slot, logits (V,))`` prefills a request into the next free slot;
+    ``step(tokens (A,)) -> logits (A, V)`` appends one token to each of the ``A`` active slots;
+    ``remove(slot)`` frees a slot (the last active slot moves into it; returns its old index or None).
+    """
+
+    def __init__(self, model, max_batch: int, max_len: int | None = None):
+        cfg = model.config
+        if cfg.pos_encoding != "learned":
+            raise ValueError(f"BatchEngine supports pos_encoding='learned', got {cfg.pos_encoding!r}")
+        self.model, self.cfg = model, cfg
+        self.max_batch = check_positive_int("max_batch", max_batch)
+        self.max_len = check_positive_int("max_len", max_len or cfg.block_size)
+        if self.max_len > cfg.block_size:
+            raise ValueError(f"max_len must be <= block_size={cfg.block_size}, got {self.max_len}")
+        p = model.transformer.wte.weight
+        shape = (max_batch, cfg.n_head, self.max_len, cfg.head_dim)
+        self.k = [torch.zeros(shape, dtype=p.dtype, device=p.device) for _ in range(cfg.n_layer)]
+        self.v = [torch.zeros(shape, dtype=p.dtype, device=p.device) for _ in range(cfg.n_layer)]
+        self.lengths = torch.zeros(max_batch, dtype=torch.long, device=p.device)
+        self.active = 0
+
+    @torch.no_grad()
+    def add(self, prompt: torch.Tensor) -> tuple[int, torch.Tensor]:
+        if self.active >= self.max_batch:
+            raise RuntimeError(f"all {self.max_batch} slots are busy")
+        prompt = prompt.reshape(-1)
+        T = prompt.numel()
+        if not 1 <= T < self.max_len:
+            raise ValueError(f"prompt length must be in [1, max_len={self.max_len}), got {T}")
+        cache = self.model.new_cache(1, max_len=T)
+        logits = self.model.forward_cached(prompt[None].to(self.lengths.device), cache)[0, -1]
+        slot = self.active
+        for layer in range(self.cfg.n_layer):
+            self.k[layer][slot, :, :T] = cache.k[layer][0]
+            self.v[layer][slot, :, :T] = cache.v[layer][0]
+        self.lengths[slot] = T
+        self.active += 1
+        return slot, logits
+
+    @torch.no_grad()
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        A = self.active
+        tokens = tokens.reshape(-1).to(self.lengths.device)
+        if tokens.numel() != A or A == 0:
+            raise ValueError(f"tokens must hold one id per active slot ({A}), got {tokens.numel()}")
+        pos = self.lengths[:A]
+        if int(pos.max()) >= self.max_len:
+            raise RuntimeError(f"a slot is full (max_len={self.max_len})")
+        tr, H, hd = self.model.transformer, self.cfg.n_head, self.cfg.head_dim
+        x = tr.wte(tokens) + tr.wpe(pos)                                   # (A, C)
+        rows = torch.arange(A, device=pos.device)
+        L = int(pos.max()) + 1
+        mask = (torch.arange(L, device=pos.device)[None, :] <= pos[:, None])[:, None, None, :]   # (A, 1, 1, L)
+        for layer, block in enumerate(tr.h):
+            h = block.ln_1(x)
+            q, k, v = block.attn.c_attn(h).split(self.cfg.n_embd, dim=-1)
+            q, k, v = (t.view(A, H, hd) for t in (q, k, v))
+            self.k[layer][rows, :, pos] = k                              # write each row at its own position
+            self.v[layer][rows, :, pos] = v
+            y = F.scaled_dot_product_attention(q[:, :, None], self.k[layer][:A, :, :L], self.v[layer][:A, :, :L],
+                                               attn_mask=mask)            # (A, H, 1, hd)
+            x = x + block.attn.c_proj(y.reshape(A, -1))
+            x = x + block.mlp(block.ln_2(x))
+        self.lengths[:A] += 1
+        return self.model.lm_head(tr.ln_f(x))
+
+    def remove(self, slot: int) -> int | None:
+        """Free ``slot``; the last active slot moves into it. Returns the moved slot's old index."""
+        if not 0 <= slot < self.active:
+            raise ValueError(f"slot must be an active slot in [0, {self.active}), got {slot}")
+        last = self.active - 1
+        moved = None
+        if slot != last:
+            n = int(self.lengths[last])
+            for layer in range(self.cfg.n_layer):
+                self.k[layer][slot, :, :n] = self.k[layer][last, :, :n]
+                self.v[layer][slot, :, :n] = self.v[layer][last, :, :n]
+            self.lengths[slot] = n
+            moved = last
+        self.lengths[last] = 0
+        self.active -= 1
+        return moved
