@@ -156,6 +156,15 @@ class RewardModel(nn.Module):
         hidden, self._hidden = self._hidden, None
         return hidden
 
+    def hidden_and_logits(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One trunk pass giving both the hidden states ``(B, T, C)`` and the LM logits ``(B, T, V)``
+        (PPO reads the frozen reference's log-probabilities and its value features together)."""
+        check_tensor("idx", idx, ndim=2)
+        self._hidden = None
+        logits = _logits(self.trunk, idx)
+        hidden, self._hidden = self._hidden, None
+        return hidden, logits
+
     def values(self, idx: torch.Tensor) -> torch.Tensor:
         """Scalar score at every position, ``(B, T)``."""
         return self.head(self.hidden_states(idx)).squeeze(-1)
@@ -282,3 +291,52 @@ def sequence_kl(logp: torch.Tensor, logp_ref: torch.Tensor, response_mask: torch
     """Per-sample estimate of KL(π ‖ π_ref) from tokens *sampled from π*: ``Σ_t (log π − log π_ref)``, ``(B,)``."""
     _check_same_shape(logp=logp, logp_ref=logp_ref, response_mask=response_mask)
     return ((logp - logp_ref) * response_mask).sum(-1)
+
+
+# ------------------------------------------------------------------ sampling and batching
+@torch.no_grad()
+def sample_responses(model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int, eos_id: int, *,
+                     temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                     repetition_penalty: float = 1.0, generator: torch.Generator | None = None) -> list[list[int]]:
+    """Sample one response per prompt (lists of ids) with ``model.generate`` (the book's GPT).
+
+    Prompts of equal length are generated together (the GPT has no padding mask, so a batch must
+    share its length). Each response is cut after its first ``eos_id`` (kept); a response that
+    never produced it is ``max_new_tokens`` long. The order of ``prompts`` is kept.
+    """
+    if not prompts:
+        raise ValueError("prompts must contain at least one prompt")
+    device = next(model.parameters()).device
+    groups: dict[int, list[int]] = {}
+    for i, p in enumerate(prompts):
+        groups.setdefault(len(p), []).append(i)
+    out: list[list[int]] = [[] for _ in prompts]
+    for length in sorted(groups):
+        rows = groups[length]
+        idx = torch.tensor([list(prompts[i]) for i in rows], dtype=torch.long, device=device)
+        full = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                              repetition_penalty=repetition_penalty, eos_token_id=eos_id, generator=generator)
+        for r, seq in zip(rows, full[:, length:].tolist()):
+            out[r] = seq[:seq.index(eos_id) + 1] if eos_id in seq else seq
+    return out
+
+
+def build_sequences(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]],
+                    pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Join prompts and responses into ``(idx, response_mask, last_index)``.
+
+    ``idx`` ``(B, T)`` right-padded with ``pad_id``; ``response_mask`` ``(B, T)`` is 1 on response
+    tokens; ``last_index`` ``(B,)`` is the position of each row's last response token (where a
+    reward model reads its score). Empty responses are not allowed.
+    """
+    if len(prompts) != len(responses):
+        raise ValueError(f"prompts and responses must have the same length, got {len(prompts)} and {len(responses)}")
+    if any(len(r) == 0 for r in responses):
+        raise ValueError("every response must hold at least one token")
+    rows = [list(p) + list(r) for p, r in zip(prompts, responses)]
+    idx = pad_batch(rows, pad_id)
+    mask = torch.zeros_like(idx)
+    for i, (p, r) in enumerate(zip(prompts, responses)):
+        mask[i, len(p):len(p) + len(r)] = 1
+    last = torch.tensor([len(p) + len(r) - 1 for p, r in zip(prompts, responses)], dtype=torch.long)
+    return idx, mask, last

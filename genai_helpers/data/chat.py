@@ -246,12 +246,14 @@ def flawed_response(example: ChatExample, flaw: str, rng: random.Random | None =
 
 
 def applicable_flaws(example: ChatExample) -> tuple[str, ...]:
-    return ("rude", "ramble", "wrong", "refuse") if example.safe else ("rude", "ramble", "comply")
+    """The flaws a response to ``example`` can carry, as a draw list: for an unsafe prompt
+    compliance is listed twice (it is the flaw that matters most there)."""
+    return ("rude", "ramble", "wrong", "refuse") if example.safe else ("rude", "ramble", "comply", "comply")
 
 
 def make_sft_data(examples: Iterable[ChatExample], flaw_rate: float = 0.3, seed: int = 0) -> list[tuple[str, str, str]]:
     """Demonstrations ``(prompt, response, flaw)``: with probability ``flaw_rate`` (in [0, 1]) a
-    response carries one flaw drawn uniformly from those that apply (``flaw`` is ``""`` when clean)."""
+    response carries one flaw drawn from :func:`applicable_flaws` (``flaw`` is ``""`` when clean)."""
     if not 0.0 <= flaw_rate <= 1.0:
         raise ValueError(f"flaw_rate must be in [0, 1], got {flaw_rate}")
     rng = random.Random(seed)
