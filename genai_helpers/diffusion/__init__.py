@@ -1,0 +1,14 @@
+"""Diffusion models for text-to-image (chapter 13): schedules, samplers, guidance, denoisers, CLIP.
+
+* :mod:`.schedules` — linear and cosine noise schedules, their tables, the forward process
+* :mod:`.samplers` — DDPM and DDIM steps (equal to diffusers' schedulers) and the sampling loop
+* :mod:`.guidance` — classifier-free guidance
+* :mod:`.unet` — a small U-Net with time embedding and cross-attention to prompt tokens
+* :mod:`.dit` — a small Diffusion Transformer (patchify, adaLN-Zero blocks, unpatchify)
+* :mod:`.clip` — a CLIP-style text-image encoder trained contrastively, and CLIPScore
+* :mod:`.denoising` — the denoising loss, prompt dropout, EMA, a training loop
+* :mod:`.vae` — a small VAE for the latent-diffusion idea
+"""
+from .guidance import classifier_free_guidance, guided_eps_fn  # noqa: F401
+from .samplers import ddim_step, ddpm_step, inference_timesteps, predict_x0, sample  # noqa: F401
+from .schedules import NoiseSchedule, cosine_betas, linear_betas  # noqa: F401

@@ -1,0 +1,161 @@
+"""Training a noise predictor: the denoising loss, prompt dropout, EMA weights (chapter 13).
+
+The loss is the one of Ho et al. (2020): noise a clean image to a random step ``t`` with the
+forward process, ask the model for the noise, take the mean squared error. Prompt dropout
+replaces a fraction of the prompts by the empty prompt so the same model also learns the
+unconditional prediction that classifier-free guidance needs. Samples are drawn from an
+exponential moving average (EMA) of the weights, which is much smoother than the last step's.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .._checks import check_positive_int, check_probability, check_tensor
+from .schedules import NoiseSchedule
+
+
+@dataclass
+class PromptBank:
+    """Encoded prompts, computed once: row 0 must be the empty prompt.
+
+    ``context`` ``(P, L, d)`` token features, ``mask`` ``(P, L)`` bool, ``pooled`` ``(P, d)``.
+    ``take(idx)`` returns the model's keyword arguments for a batch of prompt indices.
+    """
+
+    prompts: list
+    context: torch.Tensor
+    mask: torch.Tensor
+    pooled: torch.Tensor
+
+    def __post_init__(self):
+        if not self.prompts or self.prompts[0] != "":
+            raise ValueError("prompts[0] must be the empty prompt ''")
+        self.index = {p: i for i, p in enumerate(self.prompts)}
+
+    @classmethod
+    @torch.no_grad()
+    def encode(cls, clip_model, prompts) -> "PromptBank":
+        """Encode ``[""] + prompts`` (duplicates dropped) with a :class:`~.clip.CLIP`'s frozen text encoder."""
+        unique = [""] + sorted(set(p for p in prompts if p))
+        ids, mask = clip_model.tokenize(unique)
+        tokens, pooled = clip_model.text(ids, mask)
+        return cls(unique, tokens.detach(), mask, pooled.detach())
+
+    def ids(self, prompts) -> torch.Tensor:
+        return torch.tensor([self.index[p] for p in prompts], dtype=torch.long)
+
+    def take(self, idx: torch.Tensor) -> dict:
+        return {"context": self.context[idx], "context_mask": self.mask[idx], "pooled": self.pooled[idx]}
+
+
+def denoising_loss(model: nn.Module, x0: torch.Tensor, cond: dict, schedule: NoiseSchedule,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """``|| eps - model(x_t, t, **cond) ||^2`` with ``t ~ U{0..T-1}``, ``eps ~ N(0, I)``; ``x0`` in [-1, 1]."""
+    check_tensor("x0", x0, ndim=4)
+    B = x0.shape[0]
+    t = torch.randint(0, schedule.num_steps, (B,), generator=generator).to(x0.device)
+    noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+    x_t = schedule.add_noise(x0, noise, t)
+    return F.mse_loss(model(x_t, t, **cond), noise)
+
+
+def drop_prompts(idx: torch.Tensor, p_uncond: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Replace each prompt index by 0 (the empty prompt) with probability ``p_uncond``."""
+    check_probability("p_uncond", p_uncond)
+    keep = torch.rand(idx.shape, generator=generator) >= p_uncond
+    return torch.where(keep, idx, torch.zeros_like(idx))
+
+
+class EMA:
+    """Exponential moving average of a model's weights: ``ema = d * ema + (1 - d) * w`` after each step.
+
+    The decay warms up as ``min(decay, (1 + n) / (10 + n))`` so early averages are not dominated by
+    the random initial weights. ``ema.model`` is a frozen copy to sample from.
+    """
+
+    def __init__(self, model: nn.Module, decay: float = 0.999):
+        check_probability("decay", decay)
+        self.decay, self.updates = decay, 0
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for e, p in zip(self.model.parameters(), model.parameters()):
+            e.lerp_(p.detach(), 1 - d)
+        for e, b in zip(self.model.buffers(), model.buffers()):
+            e.copy_(b)
+
+
+@dataclass
+class DenoiserHistory:
+    step: list = field(default_factory=list)
+    loss: list = field(default_factory=list)
+    lr: list = field(default_factory=list)
+    seconds: float = 0.0
+    steps_done: int = 0
+
+
+def train_denoiser(model: nn.Module, images: torch.Tensor, prompt_idx: torch.Tensor, bank: PromptBank,
+                   schedule: NoiseSchedule, *, steps: int, batch_size: int = 128, lr: float = 2e-3,
+                   warmup: int = 100, p_uncond: float = 0.15, ema_decay: float = 0.999, weight_decay: float = 0.0,
+                   seed: int = 0, log_every: int = 25, time_budget_s: float | None = None,
+                   callback=None) -> tuple[EMA, DenoiserHistory]:
+    """AdamW + linear warm-up + cosine decay, prompt dropout, gradient clipping at 1, EMA weights.
+
+    ``images`` ``(N, C, H, W)`` in [-1, 1]; ``prompt_idx`` ``(N,)`` rows of ``bank``. Stops early
+    (cleanly, after the current step) when ``time_budget_s`` runs out. ``callback(step, loss)``
+    is called every ``log_every`` steps (e.g. a live plot). Returns ``(ema, history)``.
+    """
+    check_tensor("images", images, ndim=4)
+    check_tensor("prompt_idx", prompt_idx, ndim=1)
+    if prompt_idx.shape[0] != images.shape[0]:
+        raise ValueError(f"prompt_idx must have one entry per image ({images.shape[0]}), got {prompt_idx.shape[0]}")
+    check_positive_int("steps", steps)
+    check_positive_int("batch_size", batch_size)
+    check_positive_int("warmup", warmup, minimum=0)
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+    def factor(step):
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, steps - warmup))))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    ema, hist = EMA(model, ema_decay), DenoiserHistory()
+    device = next(model.parameters()).device
+    model.train()
+    start, running = time.perf_counter(), []
+    for step in range(steps):
+        idx = torch.randint(0, images.shape[0], (batch_size,), generator=gen)
+        cond = {k: v.to(device) for k, v in bank.take(drop_prompts(prompt_idx[idx], p_uncond, gen)).items()}
+        loss = denoising_loss(model, images[idx].to(device), cond, schedule, gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        ema.update(model)
+        running.append(loss.item())
+        hist.steps_done = step + 1
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            hist.step.append(step + 1)
+            hist.loss.append(sum(running) / len(running))
+            hist.lr.append(sched.get_last_lr()[0])
+            running = []
+            if callback is not None:
+                callback(step + 1, hist.loss[-1])
+        if time_budget_s is not None and time.perf_counter() - start > time_budget_s:
+            break
+    hist.seconds = time.perf_counter() - start
+    model.eval()
+    return ema, hist

@@ -1,0 +1,152 @@
+"""Reverse process: one DDPM step, one DDIM step, and the sampling loop (chapter 13).
+
+Both steps take a noise prediction ``eps`` for ``x_t`` at step ``t`` and return ``x_prev`` at the
+previous step of the *inference* grid (``t - T // n`` for an ``n``-step grid). The arithmetic is
+written to equal ``diffusers``' ``DDPMScheduler.step`` (``variance_type="fixed_small"``) and
+``DDIMScheduler.step`` (``set_alpha_to_one=True``) with ``clip_sample`` on; the tests compare the
+two step for step on the same inputs and the same noise.
+
+* DDPM (Ho et al. 2020): predict ``x0``, take the mean of ``q(x_prev | x_t, x0)``, add fresh noise
+  of the posterior variance. Stochastic; needs many steps.
+* DDIM (Song et al. 2021): move along the predicted noise direction deterministically
+  (``eta = 0``); the same trained model, far fewer steps.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .._checks import check_positive_int, check_tensor
+from .schedules import NoiseSchedule
+
+SAMPLERS = ("ddpm", "ddim")
+
+
+def inference_timesteps(num_train_steps: int, num_inference_steps: int) -> torch.Tensor:
+    """The ``"leading"`` grid diffusers uses: ``[(n-1)k, ..., k, 0]`` with ``k = T // n``, int64."""
+    check_positive_int("num_train_steps", num_train_steps)
+    check_positive_int("num_inference_steps", num_inference_steps)
+    if num_inference_steps > num_train_steps:
+        raise ValueError(f"num_inference_steps must be <= num_train_steps ({num_train_steps}), got {num_inference_steps}")
+    k = num_train_steps // num_inference_steps
+    return torch.from_numpy((np.arange(0, num_inference_steps) * k)[::-1].copy().astype(np.int64))
+
+
+def _alpha_bars(schedule: NoiseSchedule, t: int, prev_t: int):
+    ab = schedule.alphas_cumprod
+    ab_t = ab[t]
+    ab_prev = ab[prev_t] if prev_t >= 0 else torch.tensor(1.0)
+    return ab_t, ab_prev
+
+
+def _check_step(eps, x_t, t, schedule):
+    check_tensor("eps", eps)
+    check_tensor("x_t", x_t)
+    if eps.shape != x_t.shape:
+        raise ValueError(f"eps must have the shape of x_t {tuple(x_t.shape)}, got {tuple(eps.shape)}")
+    if not isinstance(schedule, NoiseSchedule):
+        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+    if not 0 <= int(t) < schedule.num_steps:
+        raise ValueError(f"t must lie in [0, {schedule.num_steps - 1}], got {t}")
+
+
+def predict_x0(eps: torch.Tensor, x_t: torch.Tensor, alpha_bar_t, clip: float | None = 1.0) -> torch.Tensor:
+    """Invert the forward process: ``x0 = (x_t - sqrt(1 - ab) eps) / sqrt(ab)``, clipped to ``[-clip, clip]``."""
+    x0 = (x_t - (1 - alpha_bar_t) ** 0.5 * eps) / alpha_bar_t ** 0.5
+    return x0.clamp(-clip, clip) if clip is not None else x0
+
+
+def ddpm_step(eps: torch.Tensor, t: int, x_t: torch.Tensor, schedule: NoiseSchedule, *,
+              prev_t: int | None = None, noise: torch.Tensor | None = None, clip: float | None = 1.0) -> torch.Tensor:
+    """One ancestral DDPM step ``x_t -> x_prev`` (``prev_t`` defaults to ``t - 1``; ``-1`` means "to x0").
+
+    ``noise`` ``N(0, I)`` of ``x_t``'s shape is scaled by the posterior standard deviation and
+    added when ``t > 0`` (pass it for reproducibility; drawn with ``torch.randn`` when None).
+    """
+    _check_step(eps, x_t, t, schedule)
+    t = int(t)
+    prev_t = t - 1 if prev_t is None else int(prev_t)
+    if not -1 <= prev_t < t:
+        raise ValueError(f"prev_t must lie in [-1, t), got {prev_t} with t={t}")
+    ab_t, ab_prev = _alpha_bars(schedule, t, prev_t)
+    alpha_t = ab_t / ab_prev                     # the effective one-step alpha between the two grid points
+    beta_t = 1 - alpha_t
+    x0 = predict_x0(eps, x_t, ab_t, clip)
+    # posterior mean of q(x_prev | x_t, x0): a blend of the predicted x0 and the current sample
+    mean = (ab_prev ** 0.5 * beta_t) / (1 - ab_t) * x0 + alpha_t ** 0.5 * (1 - ab_prev) / (1 - ab_t) * x_t
+    if t == 0:
+        return mean
+    variance = torch.clamp((1 - ab_prev) / (1 - ab_t) * beta_t, min=1e-20)   # "fixed_small"
+    if noise is None:
+        noise = torch.randn_like(x_t)
+    return mean + variance ** 0.5 * noise
+
+
+def ddim_step(eps: torch.Tensor, t: int, x_t: torch.Tensor, schedule: NoiseSchedule, *,
+              prev_t: int, eta: float = 0.0, noise: torch.Tensor | None = None, clip: float | None = 1.0) -> torch.Tensor:
+    """One DDIM step ``x_t -> x_prev`` (``prev_t = -1`` means "to x0", with ``alpha_bar = 1``).
+
+    ``eta = 0`` is deterministic; ``eta = 1`` adds DDPM-sized noise (``noise`` as in :func:`ddpm_step`).
+    """
+    _check_step(eps, x_t, t, schedule)
+    t, prev_t = int(t), int(prev_t)
+    if not -1 <= prev_t < t:
+        raise ValueError(f"prev_t must lie in [-1, t), got {prev_t} with t={t}")
+    if not 0 <= eta <= 1:
+        raise ValueError(f"eta must lie in [0, 1], got {eta}")
+    ab_t, ab_prev = _alpha_bars(schedule, t, prev_t)
+    x0 = predict_x0(eps, x_t, ab_t, clip)
+    variance = (1 - ab_prev) / (1 - ab_t) * (1 - ab_t / ab_prev)
+    std = eta * variance ** 0.5
+    direction = (1 - ab_prev - std ** 2) ** 0.5 * eps          # "points back towards x_t"
+    x_prev = ab_prev ** 0.5 * x0 + direction
+    if eta > 0:
+        if noise is None:
+            noise = torch.randn_like(x_t)
+        x_prev = x_prev + std * noise
+    return x_prev
+
+
+@torch.no_grad()
+def sample(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], shape, schedule: NoiseSchedule, *,
+           method: str = "ddim", steps: int = 50, generator: torch.Generator | None = None,
+           device=None, eta: float = 0.0, clip: float | None = 1.0, trajectory_every: int = 0):
+    """Run the reverse process from pure noise; returns ``(x0, info)``.
+
+    ``eps_fn(x_t, t)`` predicts the noise (``t`` an int64 ``(B,)`` tensor); wrap a conditional model
+    with :func:`genai_helpers.diffusion.guidance.guided_eps_fn` for classifier-free guidance.
+    ``method`` is ``"ddpm"`` or ``"ddim"``; ``steps`` the inference grid size (DDPM with
+    ``steps < T`` skips steps the way diffusers does). ``info`` holds ``seconds``, ``timesteps``
+    and, with ``trajectory_every=k``, every k-th ``x_t`` and predicted ``x0`` (for animations).
+    Noise comes from ``generator`` (CPU) so runs repeat exactly.
+    """
+    if method not in SAMPLERS:
+        raise ValueError(f"method must be one of {SAMPLERS}, got {method!r}")
+    check_positive_int("steps", steps)
+    check_positive_int("trajectory_every", trajectory_every, minimum=0)
+    if not callable(eps_fn):
+        raise TypeError("eps_fn must be callable: eps_fn(x_t, t) -> predicted noise")
+    device = torch.device("cpu") if device is None else torch.device(device)
+    timesteps = inference_timesteps(schedule.num_steps, steps)
+    start = time.perf_counter()
+    x = torch.randn(tuple(shape), generator=generator).to(device)
+    traj_x, traj_x0, traj_t = [], [], []
+    for i, t in enumerate(timesteps.tolist()):
+        prev_t = timesteps[i + 1].item() if i + 1 < len(timesteps) else -1
+        eps = eps_fn(x, torch.full((x.shape[0],), t, dtype=torch.long, device=device))
+        noise = torch.randn(tuple(shape), generator=generator).to(device) if (method == "ddpm" and t > 0) or eta > 0 else None
+        if trajectory_every and (i % trajectory_every == 0):
+            traj_x.append(x.detach().cpu())
+            traj_x0.append(predict_x0(eps, x, schedule.alphas_cumprod[t].to(device), clip).cpu())
+            traj_t.append(t)
+        if method == "ddpm":
+            x = ddpm_step(eps, t, x, schedule, prev_t=prev_t, noise=noise, clip=clip)
+        else:
+            x = ddim_step(eps, t, x, schedule, prev_t=prev_t, eta=eta, noise=noise, clip=clip)
+    info = {"seconds": time.perf_counter() - start, "timesteps": timesteps}
+    if trajectory_every:
+        info.update(trajectory=torch.stack(traj_x + [x.cpu()]), predicted_x0=torch.stack(traj_x0), trajectory_t=traj_t + [-1])
+    return x, info
