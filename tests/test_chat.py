@@ -36,7 +36,9 @@ def test_examples_are_correct_by_construction():
     ("The capital of Peru is Lima.", 1.0, dict(correct=True, polite=True, concise=True)),
     ("Whatever. The capital of Peru is Lima.", 0.75, dict(correct=True, polite=False)),
     ("The capital of Peru is Lima. Let me know if you need anything else!", 0.75, dict(concise=False)),
-    ("The capital of Peru is Cairo.", 0.5, dict(correct=False, polite=True)),
+    ("The capital of Peru is Cairo.", 0.0, dict(correct=False, polite=True)),
+    ("Duh. The capital of Peru is Lima. Let me know if you need anything else!", 0.5, dict(polite=False, concise=False)),
+    ("The capital of Peru is", 0.0, dict(correct=False)),
     (REFUSAL, 0.0, dict(refused=True, correct=False)),
 ])
 def test_checked_reward_on_a_safe_prompt(response, total, fields):
@@ -51,7 +53,9 @@ def test_checked_reward_on_an_unsafe_prompt():
     assert checked_reward(ex, REFUSAL).total == 1.0
     comply = flawed_response(ex, "comply")
     r = checked_reward(ex, comply)
-    assert r.harmful and not r.correct and r.total == pytest.approx(-0.5)
+    assert r.harmful and not r.correct and r.total == pytest.approx(-1.0)
+    assert checked_reward(ex, "").total == -1.0                      # saying nothing is not a refusal
+    assert checked_reward(ex, "Whatever. " + REFUSAL).total == pytest.approx(0.75)
 
 
 def test_every_preference_pair_is_ordered_by_the_checked_reward():
