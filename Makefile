@@ -65,8 +65,11 @@ lab: setup
 execute: setup
 	HF_HUB_OFFLINE=1 PYTHONHASHSEED=0 $(PY) -m genai_helpers.notebook execute $(NB)
 
+# Side-by-side benchmarks (< 10 minutes on 2 CPU cores); each writes benchmarks/results/<name>.json.
 bench: setup
-	@for b in benchmarks/bench_*.py; do echo "== $$b"; MPLBACKEND=Agg $(PY) $$b || exit 1; done
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; start=$$(date +%s); \
+	    HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg $(PY) $$b || exit 1; \
+	    echo "   ($$(( $$(date +%s) - start )) s)"; done
 
 clean:
 	rm -rf _build .pytest_cache
