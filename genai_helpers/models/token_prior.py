@@ -1,0 +1,109 @@
+"""An autoregressive prior over a grid of image tokens (chapter 12, "Image tokens").
+
+    from genai_helpers.models.token_prior import grid_to_sequence, sample_token_grid, generation_flops
+
+A VQ-VAE (``genai_helpers.models.vqvae``) turns an image into a ``(h, w)`` grid of token ids.
+Read in raster order (row by row) with a beginning-of-image token ``bos`` in front, the grid is a
+sequence that any decoder-only language model learns with next-token cross-entropy, e.g.
+``genai_helpers.models.transformer_lm.TransformerLM`` with ``vocab_size = K + 1`` and
+``block_size = h * w + 1``. :func:`sample_token_grid` draws new grids with temperature / top-k /
+top-p (``genai_helpers.sampling``); the VQ-VAE decoder turns them into pixels.
+
+:func:`generation_flops` counts the matrix-multiply FLOPs of generating one sequence token by
+token, so that pixel-level (``28 * 28 = 784`` steps) and token-level (``7 * 7 = 49`` steps)
+generation can be compared on paper as well as by the clock.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from .._checks import check_positive_int, check_tensor
+from ..sampling import sample_next_token
+
+
+def grid_to_sequence(codes: torch.Tensor, bos: int) -> torch.Tensor:
+    """Token grids ``(B, h, w)`` -> sequences ``(B, 1 + h*w)``: ``bos`` then the grid in raster order."""
+    check_tensor("codes", codes, ndim=3)
+    check_positive_int("bos", bos, minimum=0)
+    if codes.numel() and int(codes.max()) >= bos:
+        raise ValueError(f"bos ({bos}) must be larger than every code id (max {int(codes.max())})")
+    B = codes.shape[0]
+    start = torch.full((B, 1), bos, dtype=torch.long, device=codes.device)
+    return torch.cat([start, codes.reshape(B, -1).long()], dim=1)
+
+
+def sequence_to_grid(seq: torch.Tensor, grid_size: Sequence[int]) -> torch.Tensor:
+    """Inverse of :func:`grid_to_sequence`: ``(B, 1 + h*w)`` -> ``(B, h, w)`` (drops the first token)."""
+    check_tensor("seq", seq, ndim=2)
+    h, w = _check_grid(grid_size)
+    if seq.shape[1] != 1 + h * w:
+        raise ValueError(f"seq must have 1 + h*w = {1 + h * w} tokens, got {seq.shape[1]}")
+    return seq[:, 1:].reshape(-1, h, w)
+
+
+def _check_grid(grid_size) -> tuple[int, int]:
+    if not isinstance(grid_size, (tuple, list)) or len(grid_size) != 2:
+        raise TypeError(f"grid_size must be a (height, width) pair, got {grid_size!r}")
+    return check_positive_int("grid_size[0]", grid_size[0]), check_positive_int("grid_size[1]", grid_size[1])
+
+
+@torch.no_grad()
+def sample_token_grid(model: torch.nn.Module, n: int, grid_size: Sequence[int], *, codebook_size: int,
+                      bos: int | None = None, temperature: float = 1.0, top_k: int | None = None,
+                      top_p: float | None = None, generator: torch.Generator | None = None,
+                      batch_size: int = 256) -> torch.Tensor:
+    """Draw ``n`` token grids ``(n, h, w)`` (ids in ``[0, codebook_size)``) from a decoder-only ``model``.
+
+    ``model(ids)`` maps ``(B, T)`` ids to ``(B, T, vocab)`` logits, ``vocab >= codebook_size``;
+    logits of ids ``>= codebook_size`` (the ``bos`` token, default ``codebook_size``) are dropped so
+    only image tokens are produced. Each step recomputes the whole prefix (no KV cache).
+    ``temperature`` / ``top_k`` / ``top_p`` as in :func:`genai_helpers.sampling.sample_next_token`.
+    """
+    check_positive_int("n", n)
+    h, w = _check_grid(grid_size)
+    check_positive_int("codebook_size", codebook_size)
+    check_positive_int("batch_size", batch_size)
+    bos = codebook_size if bos is None else check_positive_int("bos", bos, minimum=0)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    grids = []
+    for start in range(0, n, batch_size):
+        b = min(batch_size, n - start)
+        ids = torch.full((b, 1), bos, dtype=torch.long, device=device)
+        for _ in range(h * w):
+            logits = model(ids)[:, -1, :codebook_size].float()
+            nxt = sample_next_token(logits.cpu(), temperature, top_k, top_p, generator=generator)
+            ids = torch.cat([ids, nxt.to(device)[:, None]], dim=1)
+        grids.append(ids[:, 1:].reshape(b, h, w).cpu())
+    model.train(was_training)
+    return torch.cat(grids)
+
+
+def generation_flops(seq_len: int, n_layer: int, d_model: int, vocab_size: int, *, kv_cache: bool = True) -> dict:
+    """Matrix-multiply FLOPs to generate one sequence of ``seq_len`` tokens with a GPT-style model.
+
+    Per layer and per processed token: ``24 d^2`` for the dense weights (QKV, output projection,
+    a 4x feed-forward; 2 FLOPs per multiply-add) and ``4 d * context`` for attention
+    (``q.k`` scores and the weighted sum of ``v``); plus ``2 d V`` for the output head (applied to
+    every processed position, as ``TransformerLM`` does).
+    With a KV cache step ``t`` processes one token against ``t`` keys; without one (as
+    :func:`sample_token_grid` does) step ``t`` recomputes all ``t`` tokens against each other.
+    Returns ``{"dense", "attention", "head", "total"}`` in FLOPs.
+    """
+    for name, v in (("seq_len", seq_len), ("n_layer", n_layer), ("d_model", d_model), ("vocab_size", vocab_size)):
+        check_positive_int(name, v)
+    T, L, d = seq_len, n_layer, d_model
+    if kv_cache:
+        tokens = T                                  # one new token per step
+        attn_pairs = T * (T + 1) // 2               # sum_t t keys
+    else:
+        tokens = T * (T + 1) // 2                   # step t recomputes t tokens
+        attn_pairs = sum(t * t for t in range(1, T + 1))  # each of them attends to t keys (full matrix)
+    dense = 24 * d * d * L * tokens
+    attention = 4 * d * L * attn_pairs
+    head = 2 * d * vocab_size * tokens             # the head runs on every processed position
+    return {"dense": float(dense), "attention": float(attention), "head": float(head),
+            "total": float(dense + attention + head)}

@@ -1,0 +1,226 @@
+"""VQ-VAE (genai_helpers.models.vqvae) and the token-grid prior helpers (models.token_prior)."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from genai_helpers.models.token_prior import (generation_flops, grid_to_sequence, sample_token_grid,
+                                              sequence_to_grid)
+from genai_helpers.models.vqvae import (VQVAE, VectorQuantizer, VQVAEConfig, codebook_usage, nearest_codes,
+                                        straight_through, vq_losses)
+
+
+def brute_force_nearest(z, codebook):
+    out = []
+    for row in z.tolist():
+        dists = [sum((a - b) ** 2 for a, b in zip(row, code)) for code in codebook.tolist()]
+        out.append(min(range(len(dists)), key=lambda i: (dists[i], i)))
+    return torch.tensor(out)
+
+
+def test_nearest_codes_match_a_brute_force_search():
+    g = torch.Generator().manual_seed(0)
+    z, codebook = torch.randn(200, 5, generator=g), torch.randn(37, 5, generator=g)
+    assert torch.equal(nearest_codes(z, codebook), brute_force_nearest(z, codebook))
+
+
+def test_quantizer_assigns_each_grid_vector_its_nearest_code_and_returns_that_code():
+    g = torch.Generator().manual_seed(1)
+    vq = VectorQuantizer(16, 3, init="normal")
+    z_e = torch.randn(2, 3, 4, 5, generator=g)
+    z_q, codes, _, _ = vq(z_e)
+    flat = z_e.permute(0, 2, 3, 1).reshape(-1, 3)
+    assert codes.shape == (2, 4, 5)
+    assert torch.equal(codes.reshape(-1), brute_force_nearest(flat, vq.codebook.weight.detach()))
+    expected = vq.codebook.weight.detach()[codes].permute(0, 3, 1, 2)
+    assert torch.allclose(z_q, expected, atol=1e-6)
+
+
+def test_straight_through_gradient_equals_the_gradient_at_the_quantised_vectors():
+    g = torch.Generator().manual_seed(2)
+    vq = VectorQuantizer(8, 4, init="normal")
+    z_e = torch.randn(3, 4, 2, 2, generator=g, requires_grad=True)
+    weight = torch.randn(3, 4, 2, 2, generator=g)
+
+    def downstream(z):                       # a stand-in for "decoder + reconstruction loss"
+        return ((z * weight).sin() ** 2).sum()
+
+    z_q_st, _, _, _ = vq(z_e)
+    downstream(z_q_st).backward()
+    z_q_leaf = z_q_st.detach().clone().requires_grad_(True)
+    downstream(z_q_leaf).backward()
+    assert not torch.allclose(z_e.detach(), z_q_leaf.detach())          # quantisation did move the vectors
+    assert torch.allclose(z_e.grad, z_q_leaf.grad, atol=1e-6)
+    assert vq.codebook.weight.grad is None                               # the downstream loss never reaches the codebook
+
+
+def test_straight_through_is_identity_backward_and_quantised_forward():
+    z_e = torch.tensor([0.3, -1.2], requires_grad=True)
+    z_q = torch.tensor([1.0, -1.0])
+    out = straight_through(z_e, z_q)
+    assert torch.equal(out.detach(), z_q)
+    (out * torch.tensor([2.0, 5.0])).sum().backward()
+    assert torch.equal(z_e.grad, torch.tensor([2.0, 5.0]))
+
+
+def test_codebook_and_commitment_losses_on_hand_computed_numbers():
+    vq = VectorQuantizer(3, 2)
+    with torch.no_grad():
+        vq.codebook.weight.copy_(torch.tensor([[0.0, 0.0], [1.0, 1.0], [3.0, 3.0]]))
+    z_e = torch.tensor([1.0, 2.0]).view(1, 2, 1, 1).requires_grad_(True)
+    # squared distances to the codes: 5, 1, 5 -> code 1 = (1, 1)
+    _, codes, cb, commit = vq(z_e)
+    assert codes.item() == 1
+    assert cb.item() == pytest.approx(0.5)       # mean((1-1)^2, (1-2)^2)
+    assert commit.item() == pytest.approx(0.5)
+    cb.backward(retain_graph=True)
+    assert z_e.grad is None or torch.all(z_e.grad == 0)                  # codebook loss moves only the code
+    assert torch.allclose(vq.codebook.weight.grad, torch.tensor([[0.0, 0.0], [0.0, -1.0], [0.0, 0.0]]))
+    vq.codebook.weight.grad = None
+    commit.backward()
+    assert torch.allclose(z_e.grad.view(2), torch.tensor([0.0, 1.0]))    # 2 (z_e - e) / 2
+    assert vq.codebook.weight.grad is None
+
+
+def test_vq_losses_detach_the_right_side():
+    z_e = torch.tensor([[2.0, 0.0]], requires_grad=True)
+    z_q = torch.tensor([[1.0, 1.0]], requires_grad=True)
+    cb, commit = vq_losses(z_e, z_q)
+    assert cb.item() == pytest.approx(1.0) and commit.item() == pytest.approx(1.0)
+    (cb + 10 * commit).backward()
+    assert torch.allclose(z_q.grad, torch.tensor([[-1.0, 1.0]]))         # d/dz_q of cb only
+    assert torch.allclose(z_e.grad, torch.tensor([[10.0, -10.0]]))       # 10 * d/dz_e of commit only
+
+
+def test_vqvae_total_loss_is_reconstruction_plus_codebook_plus_beta_commitment():
+    torch.manual_seed(0)
+    model = VQVAE(VQVAEConfig(hidden=8, embed_dim=4, codebook_size=16, beta=0.4, init="normal"))
+    x = torch.rand(2, 1, 12, 16) * 2 - 1
+    out = model(x)
+    assert out.recon.shape == x.shape and out.codes.shape == (2, 3, 4) and out.z_e.shape == (2, 4, 3, 4)
+    assert out.recon_loss.item() == pytest.approx(F.mse_loss(out.recon, x).item())
+    assert out.loss.item() == pytest.approx(out.recon_loss.item() + out.codebook_loss.item()
+                                            + 0.4 * out.commitment_loss.item(), rel=1e-6)
+    assert torch.equal(model.encode(x), out.codes)
+    decoded = model.decode(out.codes)
+    assert torch.allclose(decoded, out.recon.clamp(-1, 1), atol=1e-6)
+
+
+def test_training_steps_reduce_the_reconstruction_error_on_a_fixed_batch():
+    torch.manual_seed(0)
+    model = VQVAE(VQVAEConfig(hidden=16, embed_dim=4, codebook_size=8, init="normal"))
+    blocks = torch.randint(0, 2, (8, 1, 2, 2), generator=torch.Generator().manual_seed(0)).float() * 2 - 1
+    x = F.interpolate(blocks, scale_factor=4)                 # piecewise-constant images: a codebook can hold them
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = model(x).recon_loss.item()
+    for _ in range(100):
+        out = model(x)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    assert model(x).recon_loss.item() < 0.3 * first
+
+
+def test_codebook_usage_counts_dead_codes_and_perplexity_by_hand():
+    u = codebook_usage(torch.tensor([[0, 0], [1, 3]]), 4)
+    assert u["counts"].tolist() == [2, 1, 0, 1]
+    assert (u["used"], u["dead"], u["usage"]) == (3, 1, 0.75)
+    # entropy = -(0.5 ln 0.5 + 2 * 0.25 ln 0.25) = 1.5 ln 2
+    assert u["perplexity"] == pytest.approx(2 ** 1.5)
+    assert codebook_usage(torch.zeros(10, dtype=torch.long), 5)["perplexity"] == pytest.approx(1.0)
+    assert codebook_usage(torch.arange(6), 6)["perplexity"] == pytest.approx(6.0)
+
+
+def test_reset_dead_codes_moves_only_unused_codes_onto_encoder_outputs():
+    vq = VectorQuantizer(4, 2)
+    with torch.no_grad():
+        vq.codebook.weight.copy_(torch.tensor([[0.0, 0.0], [1.0, 0.0], [50.0, 50.0], [60.0, 60.0]]))
+    z = torch.tensor([[0.1, 0.0], [0.9, 0.1], [0.2, -0.1]])
+    counts = codebook_usage(nearest_codes(z, vq.codebook.weight.detach()), 4)["counts"]
+    assert counts.tolist() == [2, 1, 0, 0]
+    before = vq.codebook.weight.detach().clone()
+    moved = vq.reset_dead_codes(z, counts, generator=torch.Generator().manual_seed(0))
+    after = vq.codebook.weight.detach()
+    assert moved == 2
+    assert torch.equal(after[:2], before[:2])
+    for k in (2, 3):
+        assert any(torch.equal(after[k], row) for row in z)
+    assert vq.reset_dead_codes(z, torch.ones(4, dtype=torch.long)) == 0
+
+
+def test_argument_validation_names_the_parameter():
+    with pytest.raises(ValueError, match="codebook_size"):
+        VQVAEConfig(codebook_size=0)
+    with pytest.raises(ValueError, match="beta"):
+        VQVAEConfig(beta=-1.0)
+    with pytest.raises(TypeError, match="config"):
+        VQVAE({"hidden": 8})
+    with pytest.raises(ValueError, match="init"):
+        VectorQuantizer(4, 2, init="zeros")
+    model = VQVAE(VQVAEConfig(hidden=8, embed_dim=4, codebook_size=8))
+    with pytest.raises(ValueError, match="channels"):
+        model(torch.zeros(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="divisible by 4"):
+        model(torch.zeros(1, 1, 10, 8))
+    with pytest.raises(ValueError, match=r"codes must be in \[0, 8\)"):
+        model.decode(torch.full((1, 2, 2), 8))
+    with pytest.raises(ValueError, match="dimension"):
+        nearest_codes(torch.zeros(3, 2), torch.zeros(4, 3))
+    with pytest.raises(ValueError, match=r"codes must be in \[0, 3\)"):
+        codebook_usage(torch.tensor([0, 3]), 3)
+    with pytest.raises(TypeError, match="integer"):
+        codebook_usage(torch.tensor([0.0]), 3)
+    with pytest.raises(ValueError, match="counts"):
+        model.quantizer.reset_dead_codes(torch.zeros(5, 4), torch.zeros(3))
+
+
+def test_grid_sequence_round_trip_and_bos_check():
+    codes = torch.arange(12).view(2, 2, 3)
+    seq = grid_to_sequence(codes, bos=12)
+    assert seq.tolist() == [[12, 0, 1, 2, 3, 4, 5], [12, 6, 7, 8, 9, 10, 11]]
+    assert torch.equal(sequence_to_grid(seq, (2, 3)), codes)
+    with pytest.raises(ValueError, match="bos"):
+        grid_to_sequence(codes, bos=5)
+    with pytest.raises(ValueError, match="1 \\+ h\\*w"):
+        sequence_to_grid(seq, (3, 3))
+
+
+class _FixedModel(torch.nn.Module):
+    """Logits that favour token (last id + 1) mod K, and give the bos id the largest logit of all."""
+
+    def __init__(self, k):
+        super().__init__()
+        self.k, self.p = k, torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, ids):
+        B, T = ids.shape
+        logits = torch.zeros(B, T, self.k + 1)
+        nxt = (ids % self.k + 1) % self.k
+        logits.scatter_(2, nxt[..., None], 5.0)
+        logits[..., self.k] = 50.0                                       # bos: must never be produced
+        return logits
+
+
+def test_sample_token_grid_never_emits_bos_and_top_p_keeps_only_the_favourite():
+    model = _FixedModel(5)
+    grids = sample_token_grid(model, 3, (2, 2), codebook_size=5, top_p=0.5,
+                              generator=torch.Generator().manual_seed(0), batch_size=2)
+    # bos = 5 -> first token (5 % 5 + 1) % 5 = 1, then 2, 3, 4
+    assert grids.shape == (3, 2, 2) and grids.tolist() == [[[1, 2], [3, 4]]] * 3
+    free = sample_token_grid(model, 64, (1, 3), codebook_size=5, temperature=5.0,
+                             generator=torch.Generator().manual_seed(0))
+    assert int(free.max()) < 5 and len(torch.unique(free)) > 1
+
+
+def test_generation_flops_on_hand_computed_numbers():
+    cached = generation_flops(2, 1, 1, 1, kv_cache=True)
+    # dense 24 * 2 tokens; attention 4 * (1 + 2) key pairs; head 2 * 2
+    assert cached == {"dense": 48.0, "attention": 12.0, "head": 4.0, "total": 64.0}
+    full = generation_flops(2, 1, 1, 1, kv_cache=False)
+    # 1 + 2 = 3 processed tokens; 1 + 4 = 5 query-key pairs
+    assert full == {"dense": 72.0, "attention": 20.0, "head": 6.0, "total": 98.0}
+    big = generation_flops(784, 4, 128, 256)["total"] / generation_flops(49, 4, 128, 129)["total"]
+    assert big > 16
+    with pytest.raises(ValueError, match="seq_len"):
+        generation_flops(0, 1, 1, 1)
