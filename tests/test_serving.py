@@ -195,6 +195,7 @@ def test_weight_only_layers_match_float_and_shrink_memory():
 
 def test_int8_dynamic_and_bf16_gpt_stay_close_to_float():
     model = tiny_gpt(n_embd=64)
+    model.requires_grad_(False)
     idx = torch.randint(0, 40, (2, 12))
     ref = model(idx)[0]
     dyn = quantization.quantize_int8_dynamic(model)
@@ -339,3 +340,10 @@ def test_levers_on_a_small_stream_by_hand():
     assert res["response cache"].hits == 2 and res["response cache"].cost == pytest.approx(3.0)
     assert res["routing"].cost == pytest.approx(4 * 0.1 + 1.0) and res["routing"].routed_small == 4
     assert res["semantic cache"].hits >= 2 and res["semantic cache"].wrong_hits == 0
+
+
+def test_measure_step_seconds_returns_positive_medians():
+    pre, dec = batching.measure_step_seconds(tiny_gpt(), 4, prompt_len=5, steps=3)
+    assert pre > 0 and dec > 0
+    with pytest.raises(ValueError, match="max_batch"):
+        batching.measure_step_seconds(tiny_gpt(), 0)

@@ -10,7 +10,7 @@
 - :mod:`~genai_helpers.serving.speculative`  speculative decoding (draft + verify) with exact acceptance rule
 - :mod:`~genai_helpers.serving.cost`         token cost formula; response cache, semantic cache, routing
 """
-from .batching import ServeReport, serve  # noqa: F401
+from .batching import ServeReport, measure_step_seconds, serve  # noqa: F401
 from .cost import Price, replay_levers, token_cost  # noqa: F401
 from .distillation import distillation_loss, distillation_loss_fn  # noqa: F401
 from .engine import BatchEngine  # noqa: F401

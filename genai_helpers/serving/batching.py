@@ -177,3 +177,25 @@ def serve(model, requests: Sequence[Request], *, policy: str = "continuous", max
     return ServeReport(policy=policy, max_batch=max_batch, ttft=first - arrivals, latency=done - arrivals, tokens=ntok,
                        makespan=float(np.nanmax(done) - arrivals.min()), busy_seconds=busy, wasted_row_steps=wasted,
                        timeline=timeline, outputs=outputs)
+
+
+def measure_step_seconds(model, max_batch: int, *, prompt_len: int = 16, steps: int = 20) -> tuple[float, float]:
+    """Median seconds of one prefill (``prompt_len`` tokens) and of one decoding step with
+    ``max_batch`` rows, measured with the engine :func:`serve` uses. Used to size a request stream
+    against what the server can do: ``max_batch / decode_s`` tokens per second at full batches."""
+    check_positive_int("max_batch", max_batch)
+    check_positive_int("steps", steps)
+    engine = BatchEngine(model, max_batch, min(model.config.block_size, prompt_len + steps + 2))
+    device = model.transformer.wte.weight.device
+    prefill, decode = [], []
+    with torch.no_grad():
+        for _ in range(max_batch):
+            t0 = time.perf_counter()
+            engine.add(torch.zeros(prompt_len, dtype=torch.long, device=device))
+            prefill.append(time.perf_counter() - t0)
+        tokens = torch.zeros(max_batch, dtype=torch.long, device=device)
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            engine.step(tokens)
+            decode.append(time.perf_counter() - t0)
+    return float(np.median(prefill)), float(np.median(decode))
