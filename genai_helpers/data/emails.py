@@ -6,13 +6,14 @@
     pairs = completion_pairs(test, seed=0)                    # (prefix typed so far, what came next)
 
 Real email corpora are private (that is the point of email), so the book generates its own. Each
-email is a greeting, an optional opener, one or two *intents* (schedule a meeting, ask for a
+email has a short header (``From:``, ``To:``, ``Subject:``), a greeting, an optional opener, one or two *intents* (schedule a meeting, ask for a
 document, follow up, say thanks, move a meeting, give a status update, introduce a colleague,
 invite, remind, apologise for a delay), an optional closing line and a sign-off with the sender's
 name. Every intent has several phrasings, and slots (names, days, times, dates, places, topics,
 documents, projects) are filled at random, so the space holds far more distinct emails than any
-split uses. Some facts recur later in the same email ("...on Thursday" ... "See you on
-Thursday!"), the kind of long-range dependency an n-gram model cannot use and a transformer can.
+split uses. Some facts recur later in the same email (the recipient's name in the header
+and the greeting, the sender's in the header and the sign-off, the subject's topic in the body,
+"...on Thursday" ... "See you on Thursday!"), the kind of long-range dependency an n-gram model cannot use and a transformer can.
 
 The generator is a stand-in: real mail is messier, more personal and far more varied. Splits are
 fixed by ``seed`` (Python's ``random.Random``, identical on every platform) and disjoint: no email
@@ -227,6 +228,20 @@ def _delay(r, c):
     return [ask, more]
 
 
+SUBJECTS = {
+    "schedule": ("Meeting about {topic}", "Quick {meeting} on {day}?", "{topic}", "Time to talk about {topic}?"),
+    "request": ("Request: {doc}", "{doc} for {topic}", "Could you send {doc}?", "{topic}"),
+    "follow_up": ("Following up: {topic}", "Re: {topic}", "Any news on {topic}?", "Checking in"),
+    "thanks": ("Thank you!", "Thanks for your help with {topic}", "Re: {topic}", "Thanks"),
+    "reschedule": ("Moving our {meeting} on {day}", "Reschedule: {topic}", "Change of plans for {day}",
+                   "Can we move our {meeting}?"),
+    "update": ("Update on {project}", "{project}: status update", "Progress on {project}", "Weekly update"),
+    "introduce": ("Introduction: {colleague}", "Meet {colleague_first}", "Connecting you with {colleague_first}"),
+    "invite": ("Invitation: {event} on {date}", "Join us for the {event}", "{event} on {day}"),
+    "remind": ("Reminder: {doc}", "Reminder about {day}", "Don't forget: {topic}", "Friendly reminder"),
+    "delay": ("Sorry for the delay", "Re: {topic}", "Catching up on {topic}", "Apologies"),
+}
+
 INTENTS = {"schedule": _schedule, "request": _request, "follow_up": _follow_up, "thanks": _thanks,
            "reschedule": _reschedule, "update": _update, "introduce": _introduce, "invite": _invite,
            "remind": _remind, "delay": _delay}
@@ -259,9 +274,12 @@ def make_email(rng: random.Random) -> str:
     if r.random() < 0.7:
         body.append(r.choice(CLOSERS))
     text_body = " ".join(body).format(**c)
+    subject = r.choice(SUBJECTS[intents[0]]).format(**c)
+    header = (f"From: {sender} {r.choice(LAST_NAMES)}\nTo: {to} {r.choice(LAST_NAMES)}\n"
+              f"Subject: {subject[0].upper() + subject[1:]}")
     greeting = r.choice(GREETINGS).format(to=to)
     sign = f"{r.choice(SIGN_OFFS)}\n{sender}"
-    return f"{greeting}\n\n{text_body}\n\n{sign}"
+    return f"{header}\n\n{greeting}\n\n{text_body}\n\n{sign}"
 
 
 def make_emails(n: int, seed: int = 0) -> list[str]:
@@ -296,14 +314,14 @@ def completion_pairs(emails: Sequence[str], seed: int = 0, min_prefix_words: int
 
     ``prefix`` ends with the space the user just typed (a word boundary, where Smart Compose may
     trigger); ``rest`` is what the writer typed next, the reference for ExactMatch@N. The cut is
-    never inside the greeting line or the sign-off block.
+    always in the body: never inside the header, the greeting line or the sign-off block.
     """
     if isinstance(emails, str) or not len(emails):
         raise ValueError("emails must be a non-empty sequence of strings")
     rng = random.Random(seed)
     pairs = []
     for email in emails:
-        body_start = email.index("\n\n") + 2
+        body_start = email.index("\n\n", email.index("\n\n") + 2) + 2     # after the headers and greeting
         body_end = email.rindex("\n\n")
         spaces = [i for i in range(body_start, body_end) if email[i] == " "]
         ok = [i for i in spaces
