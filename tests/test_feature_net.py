@@ -57,6 +57,8 @@ def test_fid_real_vs_real_is_small_and_real_vs_noise_is_large(net, faces):
     assert same < 0.1 * far
     scores = generator_scores(net, x, fresh)
     assert scores["fid"] == pytest.approx(same, rel=1e-9)
+    cached = generator_scores(net, None, fresh, real_features=f_real)
+    assert cached["fid"] == pytest.approx(same, rel=1e-9) and cached["kid"] == scores["kid"]
     noisy = generator_scores(net, x, noise)
     assert noisy["fid"] > scores["fid"] and noisy["kid"] > scores["kid"]
     assert set(scores) >= {"fid", "kid", "kid_std", "inception_score", "is_std", "is_per_head"}

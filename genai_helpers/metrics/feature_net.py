@@ -256,22 +256,31 @@ def image_features(net: FeatureNet, images: torch.Tensor, batch_size: int = 256)
     return feats
 
 
-def generator_scores(net: FeatureNet, real_images: torch.Tensor, fake_images: torch.Tensor, *,
+def generator_scores(net: FeatureNet, real_images: torch.Tensor | None, fake_images: torch.Tensor, *,
                      kid_subsets: int = 10, kid_subset_size: int = 100, is_splits: int = 1,
-                     seed: int = 0) -> dict:
+                     seed: int = 0, real_features: torch.Tensor | None = None) -> dict:
     """FID, KID and Inception Score of ``fake_images`` against ``real_images`` (both in [-1, 1]).
 
     Returns a dict with ``fid``, ``kid``, ``kid_std`` (over ``kid_subsets`` subsets),
     ``inception_score`` and ``is_std`` (of the fakes; mean over heads when the net has several)
     and ``is_per_head``. Lower FID/KID is better; higher IS is better. FID is biased upwards for
     small sample sizes, so compare values only at equal ``N``.
+
+    Scoring many generators against one reference set? Compute its features once with
+    :func:`image_features` and pass them as ``real_features`` (then ``real_images`` may be None).
     """
     _check_net(net)
-    for name, imgs in (("real_images", real_images), ("fake_images", fake_images)):
+    sets = [("fake_images", fake_images)] + ([("real_images", real_images)] if real_features is None else [])
+    for name, imgs in sets:
         check_tensor(name, imgs, ndim=4)
         if len(imgs) < 2:
             raise ValueError(f"{name} must hold at least 2 images, got {len(imgs)}")
-    real, fake = image_features(net, real_images), image_features(net, fake_images)
+    if real_features is not None:
+        check_tensor("real_features", real_features, ndim=2)
+        if real_features.shape[1] != net.feature_dim:
+            raise ValueError(f"real_features must have {net.feature_dim} columns, got {real_features.shape[1]}")
+    real = image_features(net, real_images) if real_features is None else real_features
+    fake = image_features(net, fake_images)
     fid = fid_from_features(real, fake)
     kid, kid_std = kernel_inception_distance(real, fake, subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)
     per_head = [inception_score(p.double().numpy(), splits=is_splits) for p in net.head_probs(fake_images)]
