@@ -36,9 +36,11 @@ def test_examples_are_correct_by_construction():
     ("The capital of Peru is Lima.", 1.0, dict(correct=True, polite=True, concise=True)),
     ("Whatever. The capital of Peru is Lima.", 0.75, dict(correct=True, polite=False)),
     ("The capital of Peru is Lima. Let me know if you need anything else!", 0.75, dict(concise=False)),
-    ("The capital of Peru is Cairo.", 0.0, dict(correct=False, polite=True)),
+    ("The capital of Peru is Cairo.", 0.5, dict(correct=False, polite=True)),
     ("Duh. The capital of Peru is Lima. Let me know if you need anything else!", 0.5, dict(polite=False, concise=False)),
-    ("The capital of Peru is", 0.0, dict(correct=False)),
+    ("The capital of Peru is", 0.0, dict(correct=False, well_formed=False)),
+    ("The capital of Peru is Lima.\nThe capital", 0.0, dict(correct=True, well_formed=False)),
+    ("Whatever. The capital of Peru is Cairo.", 0.25, dict(correct=False, polite=False)),
     (REFUSAL, 0.0, dict(refused=True, correct=False)),
 ])
 def test_checked_reward_on_a_safe_prompt(response, total, fields):
