@@ -224,3 +224,15 @@ def test_generation_flops_on_hand_computed_numbers():
     assert big > 16
     with pytest.raises(ValueError, match="seq_len"):
         generation_flops(0, 1, 1, 1)
+
+
+def test_sample_token_grid_with_kv_cache_draws_the_same_grids_as_full_recompute():
+    from genai_helpers.models.gpt import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=9, block_size=6, n_layer=1, n_head=2, n_embd=16))
+    kwargs = dict(codebook_size=8, top_p=0.95, temperature=1.5, batch_size=3)
+    cached = sample_token_grid(model, 5, (2, 3), generator=torch.Generator().manual_seed(4), use_cache=True, **kwargs)
+    full = sample_token_grid(model, 5, (2, 3), generator=torch.Generator().manual_seed(4), use_cache=False, **kwargs)
+    assert cached.shape == (5, 2, 3) and torch.equal(cached, full)
+    assert int(cached.max()) < 8 and len(torch.unique(cached)) > 2

@@ -6,7 +6,8 @@ A VQ-VAE (``genai_helpers.models.vqvae``) turns an image into a ``(h, w)`` grid 
 Read in raster order (row by row) with a beginning-of-image token ``bos`` in front, the grid is a
 sequence that any decoder-only language model learns with next-token cross-entropy, e.g.
 ``genai_helpers.models.transformer_lm.TransformerLM`` with ``vocab_size = K + 1`` and
-``block_size = h * w + 1``. :func:`sample_token_grid` draws new grids with temperature / top-k /
+``block_size = h * w + 1``, or ``genai_helpers.models.gpt.GPT`` (which has a KV cache).
+:func:`sample_token_grid` draws new grids with temperature / top-k /
 top-p (``genai_helpers.sampling``); the VQ-VAE decoder turns them into pixels.
 
 :func:`generation_flops` counts the matrix-multiply FLOPs of generating one sequence token by
@@ -53,19 +54,23 @@ def _check_grid(grid_size) -> tuple[int, int]:
 def sample_token_grid(model: torch.nn.Module, n: int, grid_size: Sequence[int], *, codebook_size: int,
                       bos: int | None = None, temperature: float = 1.0, top_k: int | None = None,
                       top_p: float | None = None, generator: torch.Generator | None = None,
-                      batch_size: int = 256) -> torch.Tensor:
+                      batch_size: int = 256, use_cache: bool = True) -> torch.Tensor:
     """Draw ``n`` token grids ``(n, h, w)`` (ids in ``[0, codebook_size)``) from a decoder-only ``model``.
 
-    ``model(ids)`` maps ``(B, T)`` ids to ``(B, T, vocab)`` logits, ``vocab >= codebook_size``;
-    logits of ids ``>= codebook_size`` (the ``bos`` token, default ``codebook_size``) are dropped so
-    only image tokens are produced. Each step recomputes the whole prefix (no KV cache).
-    ``temperature`` / ``top_k`` / ``top_p`` as in :func:`genai_helpers.sampling.sample_next_token`.
+    ``model(ids)`` maps ``(B, T)`` ids to ``(B, T, vocab)`` logits (or a tuple whose first item is
+    them, as ``genai_helpers.models.gpt.GPT`` returns), ``vocab >= codebook_size``. Logits of ids
+    ``>= codebook_size`` (the ``bos`` token, default ``codebook_size``) are dropped so only image
+    tokens are produced. With ``use_cache`` and a model that has ``new_cache`` /
+    ``forward_cached`` (``GPT``), each step feeds one token through the KV cache; otherwise each
+    step recomputes the whole prefix. ``temperature`` / ``top_k`` / ``top_p`` as in
+    :func:`genai_helpers.sampling.sample_next_token`; ``generator`` makes the draws reproducible.
     """
     check_positive_int("n", n)
     h, w = _check_grid(grid_size)
     check_positive_int("codebook_size", codebook_size)
     check_positive_int("batch_size", batch_size)
     bos = codebook_size if bos is None else check_positive_int("bos", bos, minimum=0)
+    cached = use_cache and hasattr(model, "new_cache") and hasattr(model, "forward_cached")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -73,8 +78,13 @@ def sample_token_grid(model: torch.nn.Module, n: int, grid_size: Sequence[int], 
     for start in range(0, n, batch_size):
         b = min(batch_size, n - start)
         ids = torch.full((b, 1), bos, dtype=torch.long, device=device)
+        cache = model.new_cache(b) if cached else None
         for _ in range(h * w):
-            logits = model(ids)[:, -1, :codebook_size].float()
+            if cached:
+                out = model.forward_cached(ids[:, -1:], cache)
+            else:
+                out = model(ids)
+            logits = (out[0] if isinstance(out, tuple) else out)[:, -1, :codebook_size].float()
             nxt = sample_next_token(logits.cpu(), temperature, top_k, top_p, generator=generator)
             ids = torch.cat([ids, nxt.to(device)[:, None]], dim=1)
         grids.append(ids[:, 1:].reshape(b, h, w).cpu())
