@@ -287,3 +287,27 @@ def test_vae_shapes_and_loss():
     loss, parts = vae_loss(recon, x, mean, logvar, beta=0.1)
     kl = 0.5 * (mean ** 2 + logvar.exp() - 1 - logvar).sum((1, 2, 3)).mean() / x[0].numel()
     assert torch.allclose(parts["kl"], kl) and torch.allclose(loss, parts["recon"] + 0.1 * kl)
+
+
+def test_min_snr_weighting_by_hand():
+    s = NoiseSchedule.make("cosine", 100)
+    x0 = torch.rand(6, 3, 4, 4) * 2 - 1
+    zero = lambda x, t, **kw: torch.zeros_like(x)                      # noqa: E731
+    loss = denoising_loss(zero, x0, {}, s, torch.Generator().manual_seed(0), min_snr_gamma=5.0)
+    g = torch.Generator().manual_seed(0)                               # replay the draws
+    t = torch.randint(0, 100, (6,), generator=g)
+    noise = torch.randn(x0.shape, generator=g)
+    snr = s.alphas_cumprod[t] / (1 - s.alphas_cumprod[t])
+    expected = (noise.pow(2).mean((1, 2, 3)) * torch.minimum(snr, torch.tensor(5.0)) / snr).mean()
+    assert torch.allclose(loss, expected)
+    plain = denoising_loss(zero, x0, {}, s, torch.Generator().manual_seed(0))
+    assert torch.allclose(plain, noise.pow(2).mean())
+    with pytest.raises(ValueError, match="min_snr_gamma"):
+        denoising_loss(zero, x0, {}, s, min_snr_gamma=0.0)
+
+
+def test_flat_background_option():
+    x, _, _ = make_shapes(4, size=16, seed=0, background=(0.1, 0.1))
+    assert torch.allclose(x[:, :, 0, 0], torch.full((4, 3), 0.1))     # corners are background
+    with pytest.raises(ValueError, match="background"):
+        make_shapes(2, background=(0.5, 0.9))

@@ -43,13 +43,15 @@ def class_prompt(label: int, template: int = 0) -> str:
 
 
 def make_shapes(n: int, size: int = 16, seed=0, *, half_size=(0.26, 0.34), jitter: float = 0.14,
-                shape=None, colour=None) -> tuple[torch.Tensor, list[str], dict[str, torch.Tensor]]:
+                background=(0.05, 0.2), shape=None, colour=None) -> tuple[torch.Tensor, list[str], dict[str, torch.Tensor]]:
     """``n`` images ``(n, 3, size, size)`` in [0, 1], one caption each, and the labels.
 
     Labels: ``{"shape": (n,), "colour": (n,), "label": (n,)}`` int64 (indices into :data:`SHAPES`,
     :data:`COLOURS`, and the combined :func:`class_id`). The shape's half-size is drawn from
     ``half_size`` (fractions of the image) and its centre from ``0.5 ± jitter``. Pass ``shape``
-    / ``colour`` (names) to fix them. Captions use a random template from :data:`TEMPLATES`.
+    / ``colour`` (names) to fix them. Each background channel is drawn from ``background``
+    (low, high); ``(0.1, 0.1)`` gives one flat dark grey. Captions use a random template from
+    :data:`TEMPLATES`.
     """
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
@@ -60,6 +62,8 @@ def make_shapes(n: int, size: int = 16, seed=0, *, half_size=(0.26, 0.34), jitte
         raise ValueError(f"half_size must be (low, high) with 0 < low <= high < 0.5, got {half_size!r}")
     if not 0 <= jitter <= 0.5 - hi:
         raise ValueError(f"jitter must lie in [0, {0.5 - hi:.2f}] so the shape stays inside, got {jitter!r}")
+    if not 0 <= background[0] <= background[1] <= 0.3:
+        raise ValueError(f"background must be (low, high) with 0 <= low <= high <= 0.3 (dark), got {background!r}")
     for name, value, allowed in (("shape", shape, SHAPES), ("colour", colour, COLOURS)):
         if value is not None and value not in allowed:
             raise ValueError(f"{name} must be one of {allowed} or None, got {value!r}")
@@ -71,7 +75,7 @@ def make_shapes(n: int, size: int = 16, seed=0, *, half_size=(0.26, 0.34), jitte
     for i in range(n):
         h = rng.uniform(lo, hi)
         cx, cy = rng.uniform(0.5 - jitter, 0.5 + jitter, 2)
-        canvas = _Canvas(size, rng.uniform(0.05, 0.2, 3))
+        canvas = _Canvas(size, rng.uniform(background[0], background[1], 3))
         s = SHAPES[shapes[i]]
         if s == "circle":
             mask = canvas.ellipse(cx, cy, h, h)
