@@ -65,12 +65,16 @@ def test_emails_deterministic_distinct_and_varied():
     assert a == b
     assert len(set(a)) == 300
     assert make_emails(50, seed=2) != a[:50]
-    greetings = {e.split("\n")[0].split()[0] for e in a}
+    # each email: a From/To/Subject header, a blank line, then greeting, blank line, body, sign-off, name
+    headers = [e.split("\n\n", 1)[0].split("\n") for e in a]
+    bodies = [e.split("\n\n", 1)[1] for e in a]
+    assert all([h[0][:5], h[1][:3], h[2][:8]] == ["From:", "To:", "Subject:"] for h in headers)
+    greetings = {b.split("\n")[0].split()[0] for b in bodies}
     sign_offs = {e.split("\n")[-2] for e in a}
     assert len(greetings) >= 5 and len(sign_offs) >= 6
-    assert len({e.split("\n")[2].split(".")[0] for e in a}) > 40        # many different first sentences
-    for e in a[:20]:
-        lines = e.split("\n")
+    assert len({b.split("\n")[2].split(".")[0] for b in bodies}) > 40   # many different first sentences
+    for e, body in zip(a[:20], bodies[:20]):
+        lines = body.split("\n")
         assert lines[0].startswith(("Hi", "Hello", "Dear", "Hey", "Good")) and lines[1] == ""
         assert "{" not in e and "}" not in e                               # every slot was filled
 
