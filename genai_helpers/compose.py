@@ -34,6 +34,7 @@ from typing import Sequence
 import torch
 
 from ._checks import check_positive_int, check_tensor
+from .sampling import check_beam_args
 
 # Gmail's Smart Compose stopped suggesting gendered pronouns, because a model trained on past mail
 # guesses people's gender from their job titles; a blocklist is the blunt, reliable fix.
@@ -113,13 +114,7 @@ def beam_search_cached(model, prompt: Sequence[int] | torch.Tensor, beam_width: 
     outgrows the model's context. After each step the cache rows are reordered to follow the
     surviving beams (:meth:`~genai_helpers.models.gpt.KVCache.reorder`).
     """
-    check_positive_int("beam_width", beam_width)
-    check_positive_int("max_new_tokens", max_new_tokens)
-    if not isinstance(length_penalty, (int, float)) or isinstance(length_penalty, bool) or not length_penalty >= 0:
-        raise ValueError(f"length_penalty must be a float >= 0, got {length_penalty!r}")
-    num_return = beam_width if num_return is None else check_positive_int("num_return", num_return)
-    if num_return > beam_width:
-        raise ValueError(f"num_return must be <= beam_width ({beam_width}), got {num_return}")
+    num_return = check_beam_args(beam_width, max_new_tokens, length_penalty, num_return)
     block = model.config.block_size
     if max_new_tokens >= block:
         raise ValueError(f"max_new_tokens must be < block_size ({block}), got {max_new_tokens}")

@@ -241,6 +241,19 @@ class Beam:
 
 
 @torch.no_grad()
+def check_beam_args(beam_width, max_new_tokens, length_penalty, num_return):
+    """Validate beam-search arguments (shared by :func:`beam_search` and
+    :func:`genai_helpers.compose.beam_search_cached`); returns ``num_return`` (default ``beam_width``)."""
+    check_positive_int("beam_width", beam_width)
+    check_positive_int("max_new_tokens", max_new_tokens)
+    if not isinstance(length_penalty, (int, float)) or isinstance(length_penalty, bool) or not length_penalty >= 0:
+        raise ValueError(f"length_penalty must be a float >= 0, got {length_penalty!r}")
+    num_return = beam_width if num_return is None else check_positive_int("num_return", num_return)
+    if num_return > beam_width:
+        raise ValueError(f"num_return must be <= beam_width ({beam_width}), got {num_return}")
+    return num_return
+
+
 def beam_search(step_fn: StepFn, prompt: torch.Tensor | Sequence[int], beam_width: int, max_new_tokens: int, *,
                 eos_id: int | None = None, length_penalty: float = 1.0, num_return: int | None = None) -> list[Beam]:
     """Beam search over any step function; returns the best hypotheses, best first.
@@ -253,13 +266,7 @@ def beam_search(step_fn: StepFn, prompt: torch.Tensor | Sequence[int], beam_widt
     (``length_penalty=0``: raw sum, which favours short outputs; 1: per-token average).
     Returns ``num_return`` (default ``beam_width``) :class:`Beam` objects.
     """
-    check_positive_int("beam_width", beam_width)
-    check_positive_int("max_new_tokens", max_new_tokens)
-    if not isinstance(length_penalty, (int, float)) or isinstance(length_penalty, bool) or not length_penalty >= 0:
-        raise ValueError(f"length_penalty must be a float >= 0, got {length_penalty!r}")
-    num_return = beam_width if num_return is None else check_positive_int("num_return", num_return)
-    if num_return > beam_width:
-        raise ValueError(f"num_return must be <= beam_width ({beam_width}), got {num_return}")
+    num_return = check_beam_args(beam_width, max_new_tokens, length_penalty, num_return)
     prompt = torch.as_tensor(prompt)
     if prompt.ndim == 2 and prompt.shape[0] == 1:
         prompt = prompt[0]
