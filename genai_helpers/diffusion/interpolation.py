@@ -1,0 +1,119 @@
+"""Temporal super-resolution by frame interpolation (chapter 15).
+
+Video systems generate a few key frames and then *fill in* the frames between them (Make-A-Video,
+Imagen Video): a clip of ``T`` frames becomes ``2T - 1`` by inserting one frame between every
+neighbouring pair. Two ways to make that middle frame:
+
+* :func:`linear_blend` — the baseline: the pixel-wise average of its neighbours. A moving shape
+  turns into two half-transparent ghosts instead of one shape halfway along the path.
+* :class:`MidFrameNet` — a small CNN that sees both neighbours and predicts a correction to that
+  blend (its last layer starts at zero, so an untrained net *is* the blend). Trained on real
+  clips: frames ``i`` and ``i + 2`` in, frame ``i + 1`` as the target.
+
+Frames are ``(B, C, H, W)``; clips ``(B, C, T, H, W)`` (the :mod:`.video` layout), values in [-1, 1].
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .._checks import check_positive_int, check_tensor
+
+
+def linear_blend(prev: torch.Tensor, nxt: torch.Tensor, weight: float = 0.5) -> torch.Tensor:
+    """``(1 - weight) * prev + weight * nxt``: the frame a fraction ``weight`` of the way from ``prev`` to ``nxt``."""
+    check_tensor("prev", prev)
+    check_tensor("nxt", nxt)
+    if prev.shape != nxt.shape:
+        raise ValueError(f"nxt must have the shape of prev {tuple(prev.shape)}, got {tuple(nxt.shape)}")
+    if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not 0 <= weight <= 1:
+        raise ValueError(f"weight must be a number in [0, 1], got {weight!r}")
+    return (1 - weight) * prev + weight * nxt
+
+
+class MidFrameNet(nn.Module):
+    """``(prev, next) -> middle frame``: ``blend + CNN([prev, next])``; the CNN's last conv is zero at start."""
+
+    def __init__(self, channels: int = 3, width: int = 32, depth: int = 3):
+        super().__init__()
+        check_positive_int("channels", channels)
+        check_positive_int("width", width)
+        check_positive_int("depth", depth)
+        layers, c = [], 2 * channels
+        for _ in range(depth):
+            layers += [nn.Conv2d(c, width, 3, padding=1), nn.SiLU()]
+            c = width
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Conv2d(width, channels, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, prev: torch.Tensor, nxt: torch.Tensor) -> torch.Tensor:
+        check_tensor("prev", prev, ndim=4)
+        check_tensor("nxt", nxt, ndim=4)
+        if prev.shape != nxt.shape:
+            raise ValueError(f"nxt must have the shape of prev {tuple(prev.shape)}, got {tuple(nxt.shape)}")
+        return (linear_blend(prev, nxt) + self.out(self.body(torch.cat([prev, nxt], dim=1)))).clamp(-1, 1)
+
+
+def interpolate_clip(clips: torch.Tensor, predict_mid: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = linear_blend) -> torch.Tensor:
+    """Insert a predicted frame between every pair: ``(B, C, T, H, W)`` -> ``(B, C, 2T - 1, H, W)``.
+
+    Original frames land on the even indices, ``predict_mid(frame_i, frame_{i+1})`` on the odd ones.
+    """
+    check_tensor("clips", clips, ndim=5)
+    if clips.shape[2] < 2:
+        raise ValueError(f"clips must have at least 2 frames, got {clips.shape[2]}")
+    if not callable(predict_mid):
+        raise TypeError("predict_mid must be callable: predict_mid(prev, next) -> middle frame")
+    B, C, T, H, W = clips.shape
+    prev = clips[:, :, :-1].transpose(1, 2).reshape(-1, C, H, W)
+    nxt = clips[:, :, 1:].transpose(1, 2).reshape(-1, C, H, W)
+    mids = predict_mid(prev, nxt).reshape(B, T - 1, C, H, W).transpose(1, 2)
+    out = clips.new_empty(B, C, 2 * T - 1, H, W)
+    out[:, :, 0::2] = clips
+    out[:, :, 1::2] = mids
+    return out
+
+
+def frame_triplets(clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """All ``(frame i, frame i+1, frame i+2)`` triplets of ``(B, C, T, H, W)`` clips, each ``(B*(T-2), C, H, W)``."""
+    check_tensor("clips", clips, ndim=5)
+    if clips.shape[2] < 3:
+        raise ValueError(f"clips need at least 3 frames for triplets, got {clips.shape[2]}")
+    B, C, T, H, W = clips.shape
+    take = lambda a, b: clips[:, :, a:T - 2 + a].transpose(1, 2).reshape(-1, C, H, W)   # noqa: E731
+    return take(0, None), take(1, None), take(2, None)
+
+
+def train_mid_frame_net(net: MidFrameNet, clips: torch.Tensor, *, steps: int, batch_size: int = 128,
+                        lr: float = 2e-3, seed: int = 0) -> dict:
+    """Train ``net`` to predict frame ``i+1`` from frames ``i`` and ``i+2`` of real ``clips`` (mean squared error).
+
+    Returns ``{"loss": [...], "seconds": s}`` and leaves ``net`` frozen in eval mode.
+    """
+    if not isinstance(net, MidFrameNet):
+        raise TypeError(f"net must be a MidFrameNet, got {type(net).__name__}")
+    check_positive_int("steps", steps)
+    check_positive_int("batch_size", batch_size)
+    prev, mid, nxt = frame_triplets(clips)
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    device = next(net.parameters()).device
+    losses, start = [], time.perf_counter()
+    net.train()
+    for _ in range(steps):
+        idx = torch.randint(0, len(prev), (batch_size,), generator=gen)
+        loss = F.mse_loss(net(prev[idx].to(device), nxt[idx].to(device)), mid[idx].to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+    net.eval().requires_grad_(False)
+    return {"loss": losses, "seconds": time.perf_counter() - start}

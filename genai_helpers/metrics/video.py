@@ -1,0 +1,178 @@
+"""Video metrics: per-frame FID and an FVD-style distance, with stand-in feature networks (chapter 15).
+
+* **Per-frame FID** treats every frame of every clip as an image and computes FID on the features
+  of an *image* network (:class:`~.feature_net.FeatureNet`). It judges how each frame looks and is
+  blind to their order: shuffle the frames of every clip and it does not change at all.
+* **FVD** (Fréchet Video Distance, Unterthiner et al. 2018) is the same Fréchet distance on
+  features of *whole clips* from a video network — an I3D network trained on Kinetics in the
+  paper. Here :class:`VideoFeatureNet`, a small 3-D CNN trained in the book to classify the moving
+  shapes' attributes (shape, colour, direction, speed), stands in for I3D, as the book's image
+  FeatureNet stands in for Inception-v3. Numbers are comparable only between generators scored
+  with the same network, never with published FVDs.
+
+Video tensors are ``(N, C, T, H, W)`` in [-1, 1].
+"""
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .._checks import check_positive_int, check_tensor
+from .feature_net import FeatureNet
+from .image import fid_from_features
+
+
+def _check_videos(name: str, x) -> torch.Tensor:
+    check_tensor(name, x, ndim=5)
+    if x.shape[2] < 2:
+        raise ValueError(f"{name} must be (N, C, T, H, W) with T >= 2 frames, got shape {tuple(x.shape)}")
+    return x
+
+
+def _block(a: int, b: int, stride) -> nn.Sequential:
+    return nn.Sequential(nn.Conv3d(a, b, 3, stride=stride, padding=1, bias=False), nn.BatchNorm3d(b), nn.ReLU())
+
+
+class VideoFeatureNet(nn.Module):
+    """A small 3-D CNN classifier; its pooled penultimate layer is the clip feature space.
+
+    Three conv3d-BN-ReLU stages (``width, 2w, 4w`` channels; the last two stride 2 in time and
+    space), global average pooling to ``feature_dim = 4 * width``, and one linear softmax head per
+    attribute (``head_sizes``).
+    """
+
+    def __init__(self, in_channels: int, head_sizes: Sequence[int], width: int = 16):
+        super().__init__()
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("width", width)
+        head_sizes = tuple(int(h) for h in head_sizes)
+        if not head_sizes or any(h < 1 for h in head_sizes):
+            raise ValueError(f"head_sizes must be a non-empty sequence of ints >= 1, got {head_sizes}")
+        self.head_sizes, self.in_channels = head_sizes, in_channels
+        self.blocks = nn.Sequential(_block(in_channels, width, 1), _block(width, 2 * width, 2),
+                                    _block(2 * width, 4 * width, 2))
+        self.feature_dim = 4 * width
+        self.head = nn.Linear(self.feature_dim, sum(head_sizes))
+        self.train_report: dict = {}
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, T, H, W)`` -> ``(B, feature_dim)``."""
+        return self.blocks(x).mean(dim=(2, 3, 4))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Logits per head: a list of ``(B, head_size)`` tensors."""
+        return list(self.head(self.features(x)).split(self.head_sizes, dim=1))
+
+    @torch.no_grad()
+    def predict(self, videos: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+        """Predicted class of every head: int64 ``(N, n_heads)``."""
+        _check_videos("videos", videos)
+        dev = next(self.parameters()).device
+        out = [torch.stack([h.argmax(1) for h in self(videos[i:i + batch_size].to(dev))], 1).cpu()
+               for i in range(0, len(videos), batch_size)]
+        return torch.cat(out)
+
+
+def train_video_feature_net(videos: torch.Tensor, labels: torch.Tensor, *, epochs: int = 5, batch_size: int = 64,
+                            lr: float = 3e-3, width: int = 16, seed: int = 0, val_fraction: float = 0.1,
+                            head_sizes: Sequence[int] | None = None, device=None) -> VideoFeatureNet:
+    """Train a :class:`VideoFeatureNet` on ``videos`` ``(N, C, T, H, W)`` in [-1, 1] with ``labels``
+    int64 ``(N, A)`` (A categorical attributes; sum of cross-entropies). Returns it frozen in eval
+    mode; ``net.train_report`` has ``val_accuracy_per_head``, ``train_loss`` and ``seconds``.
+    Deterministic given ``seed`` (does not touch the global random state).
+    """
+    _check_videos("videos", videos)
+    check_tensor("labels", labels, ndim=2)
+    if labels.shape[0] != videos.shape[0] or labels.dtype != torch.long:
+        raise ValueError(f"labels must be int64 (N={videos.shape[0]}, A), got {labels.dtype} {tuple(labels.shape)}")
+    check_positive_int("epochs", epochs)
+    check_positive_int("batch_size", batch_size)
+    if not 0 <= val_fraction < 0.5:
+        raise ValueError(f"val_fraction must be in [0, 0.5), got {val_fraction!r}")
+    sizes = tuple(int(m) + 1 for m in labels.max(0).values) if head_sizes is None else tuple(head_sizes)
+    if len(sizes) != labels.shape[1]:
+        raise ValueError(f"head_sizes must have one entry per label column ({labels.shape[1]}), got {sizes}")
+    device = torch.device("cpu") if device is None else torch.device(device)
+    start = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        net = VideoFeatureNet(videos.shape[1], sizes, width=width).to(device)
+        order = torch.randperm(len(videos), generator=gen)
+        n_val = int(round(val_fraction * len(videos)))
+        val_idx, train_idx = order[:n_val], order[n_val:]
+        steps_per_epoch = max(1, len(train_idx) // batch_size)
+        opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
+        net.train()
+        for _ in range(epochs):
+            perm = train_idx[torch.randperm(len(train_idx), generator=gen)]
+            total = 0.0
+            for s in range(steps_per_epoch):
+                idx = perm[s * batch_size:(s + 1) * batch_size]
+                x, y = videos[idx].to(device), labels[idx].to(device)
+                loss = sum(F.cross_entropy(logits, y[:, h]) for h, logits in enumerate(net(x)))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                total += loss.item()
+        net.eval().requires_grad_(False)
+        per_head = None
+        if n_val:
+            pred = net.predict(videos[val_idx])
+            per_head = (pred == labels[val_idx]).float().mean(0).tolist()
+    net.train_report = {"train_loss": total / steps_per_epoch, "val_accuracy_per_head": per_head,
+                        "n_train": len(train_idx), "n_val": n_val, "seconds": time.perf_counter() - start}
+    return net
+
+
+@torch.no_grad()
+def video_features(net: VideoFeatureNet, videos: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+    """Clip features ``(N, feature_dim)`` on the CPU."""
+    if not isinstance(net, VideoFeatureNet):
+        raise TypeError(f"net must be a VideoFeatureNet, got {type(net).__name__}")
+    _check_videos("videos", videos)
+    dev = next(net.parameters()).device
+    return torch.cat([net.features(videos[i:i + batch_size].to(dev)).cpu() for i in range(0, len(videos), batch_size)])
+
+
+def fvd(net: VideoFeatureNet, real: torch.Tensor, fake: torch.Tensor) -> float:
+    """FVD-style distance: Fréchet distance between the clip features of ``real`` and ``fake`` (``(N, C, T, H, W)``)."""
+    return fid_from_features(video_features(net, real).double().numpy(), video_features(net, fake).double().numpy())
+
+
+@torch.no_grad()
+def per_frame_fid(net: FeatureNet, real: torch.Tensor, fake: torch.Tensor, batch_size: int = 256) -> float:
+    """FID over all frames of all clips, as images, with an image :class:`FeatureNet`. Order-blind by design."""
+    if not isinstance(net, FeatureNet):
+        raise TypeError(f"net must be a FeatureNet, got {type(net).__name__}")
+    feats = []
+    dev = next(net.parameters()).device
+    for name, v in (("real", real), ("fake", fake)):
+        _check_videos(name, v)
+        frames = v.transpose(1, 2).flatten(0, 1)                                  # (N*T, C, H, W)
+        feats.append(torch.cat([net.features(frames[i:i + batch_size].to(dev)).cpu()
+                                for i in range(0, len(frames), batch_size)]).double().numpy())
+    return fid_from_features(*feats)
+
+
+def shuffle_frames(videos: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Every clip's frames in a random order (its own permutation per clip, never the identity when T > 1).
+
+    The frames are the same, only their order changes: per-frame FID cannot see it, FVD should.
+    """
+    _check_videos("videos", videos)
+    gen = torch.Generator().manual_seed(seed)
+    T = videos.shape[2]
+    out = torch.empty_like(videos)
+    for i in range(len(videos)):
+        perm = torch.randperm(T, generator=gen)
+        while torch.equal(perm, torch.arange(T)):
+            perm = torch.randperm(T, generator=gen)
+        out[i] = videos[i][:, perm]
+    return out

@@ -1,0 +1,302 @@
+"""Chapter 15: the moving-shapes data set, the video VAE, temporal layers, the video denoiser,
+frame interpolation and the video metrics."""
+import numpy as np
+import pytest
+import torch
+
+from genai_helpers.data.procedural import SCENE_COLOURS
+from genai_helpers.data.video import (DIRECTIONS, SPEEDS, SPEED_NAMES, label_matrix, make_moving_shapes,
+                                      parse_video_prompt, video_prompt)
+from genai_helpers.diffusion.interpolation import (MidFrameNet, frame_triplets, interpolate_clip, linear_blend,
+                                                   train_mid_frame_net)
+from genai_helpers.diffusion.schedules import NoiseSchedule
+from genai_helpers.diffusion.video import (TemporalAttention, TemporalConv, VideoDenoiser, VideoDenoiserConfig,
+                                           VideoVAE, batch_to_frames, frames_to_batch, video_denoising_loss,
+                                           video_vae_loss)
+from genai_helpers.metrics.feature_net import FeatureNet
+from genai_helpers.metrics.video import VideoFeatureNet, fvd, per_frame_fid, shuffle_frames, train_video_feature_net
+
+
+def _centroid(frame):
+    """Centre (x, y) of the brightest-than-background pixels of a (3, H, W) frame, in fractions of the width."""
+    diff = (frame - frame[:, :1, :1]).abs().sum(0).numpy()           # background is the corner colour
+    ys, xs = np.nonzero(diff > 0.3)
+    w = diff[ys, xs]
+    H = frame.shape[-1]
+    return ((xs + 0.5) * w).sum() / w.sum() / H, ((ys + 0.5) * w).sum() / w.sum() / H
+
+
+# --- data set ---------------------------------------------------------------------------------------
+
+def test_shapes_dtype_range_and_labels():
+    v, caps, lab = make_moving_shapes(6, frames=8, size=16, seed=0)
+    assert v.shape == (6, 8, 3, 16, 16) and v.dtype == torch.float32
+    assert float(v.min()) >= 0 and float(v.max()) <= 1
+    assert len(caps) == 6
+    assert label_matrix(lab).shape == (6, 4)
+    assert lab["start"].shape == (6, 2)
+
+
+def test_same_seed_same_clips_other_seed_other_clips():
+    a, ca, _ = make_moving_shapes(5, seed=3)
+    b, cb, _ = make_moving_shapes(5, seed=3)
+    c, _, _ = make_moving_shapes(5, seed=4)
+    assert torch.equal(a, b) and ca == cb
+    assert not torch.equal(a, c)
+
+
+def test_captions_say_what_the_clip_shows():
+    v, caps, lab = make_moving_shapes(24, frames=8, size=32, seed=1)
+    for i, cap in enumerate(caps):
+        parsed = parse_video_prompt(cap)
+        assert parsed["direction"] == DIRECTIONS[int(lab["direction"][i])]
+        assert parsed["speed"] == SPEED_NAMES[int(lab["speed"][i])]
+        # the shape's centroid moves the captioned way, by about speed * (frames - 1)
+        (x0, y0), (x1, y1) = _centroid(v[i, 0]), _centroid(v[i, -1])
+        dx, dy = {"right": (1, 0), "left": (-1, 0), "down": (0, 1), "up": (0, -1)}[parsed["direction"]]
+        travel = SPEEDS[parsed["speed"]] * 7
+        assert (x1 - x0) * dx + (y1 - y0) * dy == pytest.approx(travel, abs=0.04), cap
+        assert abs((x1 - x0) * dy) + abs((y1 - y0) * dx) < 0.02, cap        # nothing across the motion
+        # the shape is painted in the captioned colour (the frame's brightest pixel is the colour)
+        rgb = np.array(SCENE_COLOURS[parsed["colour"]]) / 255
+        frame = v[i, 0].numpy()
+        flat = frame.reshape(3, -1)
+        best = flat[:, np.argmin(((flat - rgb[:, None]) ** 2).sum(0))]
+        assert np.allclose(best, rgb, atol=0.02), cap
+
+
+def test_whole_path_stays_inside_the_image():
+    # a shape cut by the border would lose area: the painted area must be the same in every frame
+    v, _, _ = make_moving_shapes(30, frames=8, size=32, seed=2, speed="quickly")
+    ink = (v - v[..., :1, :1]).abs().sum(dim=(2, 3, 4))              # (n, frames): total colour difference
+    assert float((ink / ink[:, :1] - 1).abs().max()) < 0.04           # anti-aliasing moves it a little
+
+
+def test_fixed_attributes_and_prompt_without_speed():
+    _, caps, lab = make_moving_shapes(4, seed=0, shape="square", colour="green", direction="up", speed="slowly",
+                                      with_speed=False)
+    assert caps == ["a green square moving up"] * 4
+    assert int(lab["speed"][0]) == SPEED_NAMES.index("slowly")
+    assert video_prompt("circle", "red", "left", "quickly") == "a red circle moving left quickly"
+
+
+@pytest.mark.parametrize("kwargs", [dict(n=0), dict(n=2, frames=1), dict(n=2, size=4), dict(n=2, half_size=(0.3, 0.2)),
+                                    dict(n=2, frames=20), dict(n=2, direction="sideways"), dict(n=2, speeds=("fast",)),
+                                    dict(n=2, background=(0.2, 0.9))])
+def test_dataset_rejects_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        make_moving_shapes(**kwargs)
+
+
+def test_prompt_validation():
+    with pytest.raises(ValueError, match="colour"):
+        video_prompt("circle", "pink", "left")
+    with pytest.raises(ValueError):
+        parse_video_prompt("a red circle")
+
+
+# --- VAE and reshapes -----------------------------------------------------------------------------
+
+def test_frames_to_batch_round_trip_and_order():
+    x = torch.randn(2, 3, 4, 5, 5)
+    b = frames_to_batch(x)
+    assert b.shape == (8, 3, 5, 5)
+    assert torch.equal(b[5], x[1, :, 1])                              # clip 1, frame 1
+    assert torch.equal(batch_to_frames(b, 4), x)
+    with pytest.raises(ValueError, match="frames"):
+        batch_to_frames(b, 3)
+
+
+def test_vae_compresses_space_and_time():
+    torch.manual_seed(0)
+    vae = VideoVAE(latent_channels=4, width=8).eval()
+    x = torch.rand(2, 3, 8, 16, 16) * 2 - 1
+    mean, logvar = vae.encode(x)
+    assert mean.shape == logvar.shape == (2, 4, 4, 8, 8)               # T, H, W all halved
+    assert x[0].numel() / mean[0].numel() == 6.0
+    recon, _, _ = vae(x, generator=torch.Generator().manual_seed(0))
+    assert recon.shape == x.shape and float(recon.detach().abs().max()) <= 1
+    assert vae.decode(mean).shape == x.shape
+
+
+def test_vae_rejects_odd_sizes_and_bad_beta():
+    vae = VideoVAE(width=8)
+    with pytest.raises(ValueError, match="even"):
+        vae.encode(torch.zeros(1, 3, 7, 16, 16))
+    with pytest.raises(ValueError, match="C=3"):
+        vae.encode(torch.zeros(1, 1, 8, 16, 16))
+    with pytest.raises(ValueError, match="dimensions"):
+        vae.encode(torch.zeros(3, 8, 16, 16))
+    with pytest.raises(ValueError, match="multiple of 8"):
+        VideoVAE(width=12)
+    x = torch.zeros(1, 3, 2, 4, 4)
+    with pytest.raises(ValueError, match="beta"):
+        video_vae_loss(x, x, torch.zeros(1, 4, 1, 2, 2), torch.zeros(1, 4, 1, 2, 2), beta=-1)
+
+
+def test_vae_loss_by_hand():
+    g = torch.Generator().manual_seed(0)
+    x, recon = torch.randn(2, 3, 2, 4, 4, generator=g), torch.randn(2, 3, 2, 4, 4, generator=g)
+    mean, logvar = torch.randn(2, 4, 1, 2, 2, generator=g), torch.randn(2, 4, 1, 2, 2, generator=g)
+    loss, parts = video_vae_loss(recon, x, mean, logvar, beta=0.5)
+    kl = 0.5 * (mean ** 2 + logvar.exp() - 1 - logvar).sum() / 2 / 96
+    assert torch.allclose(parts["kl"], kl)
+    assert torch.allclose(loss, ((recon - x) ** 2).mean() + 0.5 * kl)
+
+
+# --- temporal layers ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("layer", [TemporalAttention(16, n_heads=4), TemporalConv(16)])
+def test_temporal_layers_mix_only_along_time(layer):
+    torch.manual_seed(0)
+    for p in layer.parameters():                                       # random, non-trivial weights
+        torch.nn.init.normal_(p, std=0.3)
+    layer.eval()
+    x = torch.randn(2, 16, 6, 5, 5)
+    y = x.clone()
+    y[1, :, 2, 3, 1] += torch.randn(16)                                # clip 1, frame 2, pixel (3, 1)
+    diff = (layer(y) - layer(x)).abs().amax(dim=1)                     # (B, T, H, W)
+    changed = diff > 1e-6
+    assert changed[1, :, 3, 1].sum() >= 2                              # it reaches other frames at that pixel
+    changed[1, :, 3, 1] = False
+    assert not changed.any()                                           # and nothing else: not other pixels, not clip 0
+
+
+def test_temporal_attention_is_order_aware_and_shape_preserving():
+    torch.manual_seed(0)
+    layer = TemporalAttention(16).eval()
+    x = torch.randn(1, 16, 4, 2, 2)
+    out = layer(x)
+    assert out.shape == x.shape
+    # with frame positions, reversing time does not simply reverse the output
+    assert not torch.allclose(layer(x.flip(2)), out.flip(2), atol=1e-5)
+    with pytest.raises(ValueError):
+        layer(torch.randn(1, 8, 4, 2, 2))
+    with pytest.raises(ValueError, match="odd"):
+        TemporalConv(16, kernel=2)
+
+
+# --- denoiser -------------------------------------------------------------------------------------
+
+def _prompts(B, L=8):
+    ids = torch.randint(4, 20, (B, L))
+    mask = torch.ones(B, L, dtype=torch.bool)
+    mask[:, 5:] = False
+    return ids, mask
+
+
+def test_denoiser_shapes_and_temporal_switch():
+    torch.manual_seed(0)
+    x, t = torch.randn(2, 4, 4, 8, 8), torch.tensor([3, 700])
+    ids, mask = _prompts(2)
+    with_t = VideoDenoiser(VideoDenoiserConfig(vocab_size=32, channels=(16, 32), temporal=True))
+    without = VideoDenoiser(VideoDenoiserConfig(vocab_size=32, channels=(16, 32), temporal=False))
+    assert with_t(x, t, ids, mask).shape == x.shape
+    n_with, n_without = (sum(p.numel() for p in m.parameters()) for m in (with_t, without))
+    n_temporal = sum(p.numel() for n, p in with_t.named_parameters() if ".tconv." in n or ".tattn." in n)
+    assert n_temporal > 0 and n_with - n_without == n_temporal
+
+
+def test_denoiser_without_temporal_layers_treats_frames_independently():
+    torch.manual_seed(0)
+    model = VideoDenoiser(VideoDenoiserConfig(vocab_size=32, channels=(16, 32), temporal=False)).eval()
+    torch.nn.init.normal_(model.conv_out.weight, std=0.1)             # make the output depend on the input
+    x, t = torch.randn(1, 4, 4, 8, 8), torch.tensor([500])
+    ids, mask = _prompts(1)
+    y = x.clone()
+    y[:, :, 0] += 1.0                                                 # change frame 0 only
+    d = (model(y, t, ids, mask) - model(x, t, ids, mask)).detach().abs().amax(dim=(1, 3, 4))[0]
+    assert d[0] > 1e-4 and float(d[1:].max()) == 0.0
+    with_t = VideoDenoiser(VideoDenoiserConfig(vocab_size=32, channels=(16, 32), temporal=True)).eval()
+    torch.nn.init.normal_(with_t.conv_out.weight, std=0.1)
+    d = (with_t(y, t, ids, mask) - with_t(x, t, ids, mask)).detach().abs().amax(dim=(1, 3, 4))[0]
+    assert float(d[1:].min()) > 1e-4                                  # the temporal layers carry it to every frame
+
+
+def test_denoiser_validation():
+    model = VideoDenoiser(VideoDenoiserConfig(vocab_size=32, channels=(16, 32)))
+    ids, mask = _prompts(2)
+    with pytest.raises(ValueError, match="divisible"):
+        model(torch.randn(2, 4, 4, 7, 7), torch.tensor([1, 2]), ids, mask)
+    with pytest.raises(ValueError, match="one row per clip"):
+        model(torch.randn(3, 4, 4, 8, 8), torch.tensor([1, 2, 3]), ids, mask)
+    with pytest.raises(ValueError, match="channels"):
+        VideoDenoiserConfig(channels=(12,))
+
+
+def test_video_denoising_loss_by_hand():
+    torch.manual_seed(0)
+    model = VideoDenoiser(VideoDenoiserConfig(vocab_size=32, channels=(16, 32)))
+    torch.nn.init.normal_(model.conv_out.weight, std=0.1)
+    sched = NoiseSchedule.make("cosine", 100)
+    x0 = torch.randn(2, 4, 2, 4, 4)
+    ids, mask = _prompts(2)
+    g = torch.Generator().manual_seed(5)
+    t = torch.randint(0, 100, (2,), generator=g)
+    noise = torch.randn(x0.shape, generator=g)
+    ab = sched.alphas_cumprod[t].view(-1, 1, 1, 1, 1)
+    x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+    by_hand = ((model(x_t, t, ids, mask) - noise) ** 2).mean()
+    pkg = video_denoising_loss(model, x0, {"ids": ids, "mask": mask}, sched, torch.Generator().manual_seed(5))
+    assert torch.allclose(by_hand, pkg, atol=1e-6)
+
+
+# --- interpolation --------------------------------------------------------------------------------
+
+def test_linear_blend_is_exact_and_interpolation_keeps_the_originals():
+    a, b = torch.tensor([[0.0, 1.0]]), torch.tensor([[1.0, -1.0]])
+    assert torch.equal(linear_blend(a, b), torch.tensor([[0.5, 0.0]]))
+    assert torch.equal(linear_blend(a, b, 0.25), torch.tensor([[0.25, 0.5]]))
+    clips = torch.randn(2, 3, 4, 6, 6)
+    out = interpolate_clip(clips)
+    assert out.shape == (2, 3, 7, 6, 6)
+    assert torch.equal(out[:, :, 0::2], clips)
+    assert torch.allclose(out[:, :, 3], (clips[:, :, 1] + clips[:, :, 2]) / 2)
+    with pytest.raises(ValueError, match="weight"):
+        linear_blend(a, b, 1.5)
+    with pytest.raises(ValueError, match="shape"):
+        linear_blend(a, torch.zeros(2, 2))
+
+
+def test_untrained_mid_frame_net_is_the_blend_and_training_beats_it():
+    v, _, _ = make_moving_shapes(300, frames=4, size=16, seed=0)
+    clips = v.transpose(1, 2) * 2 - 1
+    torch.manual_seed(0)
+    net = MidFrameNet(width=16)
+    prev, mid, nxt = frame_triplets(clips)
+    assert prev.shape == (300 * 2, 3, 16, 16) and torch.equal(mid[1], clips[0, :, 2])
+    with torch.no_grad():
+        assert torch.equal(net(prev, nxt), linear_blend(prev, nxt).clamp(-1, 1))
+    train_mid_frame_net(net, clips, steps=120, batch_size=64, lr=3e-3)
+    vt, _, _ = make_moving_shapes(64, frames=4, size=16, seed=1)       # held-out clips
+    p, m, n = frame_triplets(vt.transpose(1, 2) * 2 - 1)
+    with torch.no_grad():
+        assert ((net(p, n) - m) ** 2).mean() < 0.85 * ((linear_blend(p, n) - m) ** 2).mean()
+
+
+# --- metrics --------------------------------------------------------------------------------------
+
+def test_per_frame_fid_is_blind_to_frame_order_fvd_is_not():
+    v, _, lab = make_moving_shapes(160, frames=8, size=16, seed=0)
+    clips = v.transpose(1, 2) * 2 - 1
+    vnet = train_video_feature_net(clips, label_matrix(lab), epochs=2, width=8, seed=0)
+    assert vnet.train_report["n_val"] == 16
+    torch.manual_seed(0)
+    fnet = FeatureNet(3, (18,), width=8).eval()
+    real, fake = clips[:80], clips[80:]
+    shuffled = shuffle_frames(fake, seed=0)
+    assert not torch.equal(shuffled, fake)
+    assert torch.equal(shuffled.sort(dim=2).values, fake.sort(dim=2).values)    # the same frames per clip
+    assert per_frame_fid(fnet, real, shuffled) == pytest.approx(per_frame_fid(fnet, real, fake), rel=1e-6, abs=1e-9)
+    assert fvd(vnet, real, shuffled) != pytest.approx(fvd(vnet, real, fake), rel=1e-3)
+    assert fvd(vnet, real, real) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_video_metric_validation():
+    net = VideoFeatureNet(3, (4,), width=8)
+    with pytest.raises(ValueError, match="T >= 2"):
+        net.predict(torch.zeros(2, 3, 1, 8, 8))
+    with pytest.raises(TypeError):
+        per_frame_fid(net, torch.zeros(2, 3, 2, 8, 8), torch.zeros(2, 3, 2, 8, 8))
+    with pytest.raises(ValueError, match="labels"):
+        train_video_feature_net(torch.zeros(4, 3, 2, 8, 8), torch.zeros(4, 1))
