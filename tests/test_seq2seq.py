@@ -157,6 +157,28 @@ def test_learns_to_reverse_a_sequence():
     assert sum(o == t.tolist()[::-1] for o, t in zip(out, tests)) >= 15   # chance: about 0
 
 
+def test_embed_init_std_option():
+    def table(**kw):
+        torch.manual_seed(0)
+        cfg = Seq2SeqConfig(400, 300, d_model=64, n_heads=4, max_len=16, **kw)
+        return Seq2SeqTransformer(cfg)
+    default, scaled = table(), table(embed_init_std=64 ** -0.5)
+    for m, std in ((default, 0.02), (scaled, 0.125)):
+        for w in (m.src_embed.weight, m.tgt_embed.weight):     # 25,600 and 19,200 draws
+            assert abs(float(w.detach().std()) - std) < 0.03 * std
+    # only the embeddings change: every other weight is drawn identically
+    emb = {"src_embed.weight", "tgt_embed.weight"}
+    sd, ss = default.state_dict(), scaled.state_dict()
+    assert all(torch.equal(sd[k], ss[k]) for k in sd if k not in emb)
+    # with the sqrt(d) input scaling, the scaled init gives unit-variance token vectors
+    x = scaled.src_embed.weight.detach() * 64 ** 0.5
+    assert abs(float(x.pow(2).mean()) - 1.0) < 0.05
+    with pytest.raises(ValueError, match="embed_init_std"):
+        Seq2SeqConfig(10, 10, embed_init_std=0.0)
+    with pytest.raises(TypeError, match="embed_init_std"):
+        Seq2SeqConfig(10, 10, embed_init_std="big")
+
+
 def test_validation_errors():
     with pytest.raises(ValueError, match="n_heads"):
         Seq2SeqConfig(10, 10, d_model=30, n_heads=4)

@@ -45,6 +45,9 @@ class Seq2SeqConfig:
     dropout: float = 0.1
     max_len: int = 256                # longest source or target sequence (sinusoidal table size)
     share_embeddings: bool = False    # one embedding table for both sides (needs equal vocab sizes)
+    embed_init_std: float | None = None   # std of the embedding init; None = 0.02 (as the linear layers).
+    # d_model ** -0.5 is the original Transformer's choice: with the sqrt(d_model) input scaling the
+    # token vectors then start with unit variance per coordinate, the scale of the sinusoidal table.
     pad_id: int = 0
     bos_id: int = 1
     eos_id: int = 2
@@ -56,6 +59,11 @@ class Seq2SeqConfig:
         if self.d_ff is not None:
             check_positive_int("d_ff", self.d_ff)
         check_probability("dropout", self.dropout)
+        if self.embed_init_std is not None:
+            if isinstance(self.embed_init_std, bool) or not isinstance(self.embed_init_std, (int, float)):
+                raise TypeError(f"embed_init_std must be a float or None, got {type(self.embed_init_std).__name__}")
+            if not 0 < self.embed_init_std <= 10:
+                raise ValueError(f"embed_init_std must be in (0, 10], got {self.embed_init_std}")
         if self.d_model % self.n_heads:
             raise ValueError(f"n_heads must divide d_model ({self.d_model}), got {self.n_heads}")
         if self.d_model % 2:
@@ -97,14 +105,14 @@ class Seq2SeqTransformer(nn.Module):
         self.ln_dec = nn.LayerNorm(c.d_model)
         self.apply(self._init)
 
-    @staticmethod
-    def _init(module: nn.Module) -> None:
+    def _init(self, module: nn.Module) -> None:
         if isinstance(module, nn.Linear):
             nn.init.normal_(module.weight, std=0.02)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, std=0.02)
+            std = 0.02 if self.config.embed_init_std is None else float(self.config.embed_init_std)
+            nn.init.normal_(module.weight, std=std)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
