@@ -132,6 +132,20 @@ def test_sinusoidal_and_rope_extrapolate_learned_refuses():
         tiny("learned")(ids(t=25))
 
 
+def test_sinusoidal_input_is_scaled_tokens_plus_table():
+    """The first block sees wte(idx) * sqrt(n_embd) + table[pos] (Vaswani et al.): unscaled, the
+    [-1, 1] table would drown token vectors of std 0.02. With a cache offset the table shifts."""
+    from genai_helpers.positional import sinusoidal_positions
+    model, x = tiny("sinusoidal"), ids(t=7)
+    seen = []
+    model.transformer.h[0].register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach()))
+    with torch.no_grad():
+        model(x)
+    table = sinusoidal_positions(7, 32)
+    expected = model.transformer.wte(x) * 32 ** 0.5 + table
+    torch.testing.assert_close(seen[0], expected)
+
+
 # --------------------------------------------------------------------------------------- loss, tying
 
 def test_loss_is_cross_entropy_with_ignore_index():

@@ -15,7 +15,8 @@ Three position encodings (``GPTConfig.pos_encoding``):
 
 - ``"learned"``: one trained vector per position (GPT-2). Cannot go past ``block_size``.
 - ``"sinusoidal"``: the fixed table of :func:`genai_helpers.positional.sinusoidal_positions`,
-  added to the token embeddings; defined for any position.
+  added to the token embeddings scaled by sqrt(n_embd) (as in the original transformer, so the
+  table does not drown them); defined for any position.
 - ``"rope"``: rotary position embedding. Queries and keys of every head are rotated by an angle
   proportional to their position (:func:`apply_rope`), so the score ``q_m · k_n`` depends only on
   the offset ``m - n``. Nothing is added to the embeddings.
@@ -330,7 +331,9 @@ class GPT(nn.Module):
             if self._sin_table is None or self._sin_table.shape[0] < need or self._sin_table.device != idx.device:
                 size = max(need, 2 * c.block_size)
                 self._sin_table = sinusoidal_positions(size, c.n_embd, c.rope_base).to(idx.device)
-            x = x + self._sin_table[offset:offset + T].to(x.dtype)
+            # Scale the token vectors by sqrt(n_embd) (Vaswani et al. 2017, sec. 3.4): otherwise the
+            # [-1, 1] table drowns token embeddings initialised with std 0.02.
+            x = x * math.sqrt(c.n_embd) + self._sin_table[offset:offset + T].to(x.dtype)
         else:
             pos = torch.arange(offset, offset + T, device=idx.device)
             rope = rope_cos_sin(pos, c.head_dim, c.rope_base, dtype=x.dtype)
