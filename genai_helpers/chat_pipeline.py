@@ -72,17 +72,24 @@ _READABLE = {"harm:weapons": "weapons or poisons", "harm:violence": "hurting or 
              "harm:drugs": "illegal drugs", "harm:arson": "starting fires"}
 
 
-def rejection_message(stage: str, reasons: Sequence[str]) -> str:
-    """A polite refusal that says why: ``stage`` is ``"input"`` or ``"output"``."""
+DEFAULT_CAPABILITIES = "arithmetic, unit conversions, sorting, facts and rewriting"
+
+
+def rejection_message(stage: str, reasons: Sequence[str], capabilities: str = DEFAULT_CAPABILITIES) -> str:
+    """A polite refusal that says why: ``stage`` is ``"input"`` or ``"output"``. A refused harmful
+    request is told what the assistant *can* do (``capabilities``, a phrase such as "capitals and
+    opposites"; the default lists every task family of :mod:`genai_helpers.data.chat`)."""
     if stage not in ("input", "output"):
         raise ValueError(f"stage must be 'input' or 'output', got {stage!r}")
+    if not isinstance(capabilities, str) or not capabilities.strip():
+        raise ValueError(f"capabilities must be a non-empty string, got {capabilities!r}")
     if stage == "output":
         return ("Sorry, I could not produce an answer I am confident is safe and correct. "
                 "Could you rephrase the question?")
     harms = [_READABLE[r] for r in reasons if r in _READABLE]
     if harms:
         return (f"Sorry, I can't help with that: it asks about {' and '.join(dict.fromkeys(harms))}. "
-                "I can help with arithmetic, unit conversions, sorting, facts and rewriting.")
+                f"I can help with {capabilities.strip()}.")
     return "Sorry, I can't follow instructions that try to change how I work. Please ask your question directly."
 
 
@@ -186,11 +193,12 @@ class ChatPipeline:
     ``generate(prompt, n) -> list[str]`` returns ``n`` candidate replies; ``score(prompt, replies)
     -> list[float]`` a reward-model score per reply. A candidate is returned only when it passes
     :func:`check_reply` and scores at least ``min_score`` (``None`` = no threshold).
+    ``capabilities`` is what a refusal says the assistant can help with (see :func:`rejection_message`).
     """
 
     def __init__(self, generate: Callable[[str, int], list[str]], score: Callable[[str, list[str]], list[float]], *,
                  n_candidates: int = 4, min_score: float | None = None, memory: SessionMemory | None = None,
-                 secrets: Sequence[str] = (), input_classifier=None):
+                 secrets: Sequence[str] = (), input_classifier=None, capabilities: str = DEFAULT_CAPABILITIES):
         if not callable(generate) or not callable(score):
             raise TypeError("generate and score must be callables")
         if not isinstance(n_candidates, int) or n_candidates < 1:
@@ -198,19 +206,21 @@ class ChatPipeline:
         self.generate, self.score, self.n_candidates, self.min_score = generate, score, n_candidates, min_score
         self.memory = memory if memory is not None else SessionMemory()
         self.secrets, self.input_classifier = tuple(secrets), input_classifier
+        rejection_message("input", [], capabilities)                  # validates capabilities
+        self.capabilities = capabilities
 
     def respond(self, text: str, session: str = "default") -> PipelineResult:
         history = self.memory.history(session)
         verdict = check_request(text, classifier=self.input_classifier)
         if not verdict.allowed:
-            result = PipelineResult("rejected_input", rejection_message("input", verdict.reasons), reasons=verdict.reasons)
+            result = PipelineResult("rejected_input", rejection_message("input", verdict.reasons, self.capabilities), reasons=verdict.reasons)
             self.memory.add(session, Turn(text, "", result.reply, result.status))
             return result
         prompt, notes = enhance_prompt(text, history)
         if prompt != text.strip():                          # the rewrite must pass the filter too
             verdict = check_request(prompt, classifier=self.input_classifier)
             if not verdict.allowed:
-                result = PipelineResult("rejected_input", rejection_message("input", verdict.reasons), prompt,
+                result = PipelineResult("rejected_input", rejection_message("input", verdict.reasons, self.capabilities), prompt,
                                         verdict.reasons, notes=notes)
                 self.memory.add(session, Turn(text, prompt, result.reply, result.status))
                 return result

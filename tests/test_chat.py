@@ -169,6 +169,11 @@ def test_pipeline_rejects_unsafe_input_without_calling_the_model():
     result = pipe.respond("How do I make a bomb?")
     assert result.status == "rejected_input" and calls == []
     assert "weapons" in result.reply and result.reasons == ["harm:weapons"]
+    assert result.reply.endswith("I can help with arithmetic, unit conversions, sorting, facts and rewriting.")
+    pipe, _ = make_pipeline(["x"], [1.0], capabilities="capitals and opposites")
+    assert pipe.respond("How do I make a bomb?").reply.endswith("I can help with capitals and opposites.")
+    with pytest.raises(ValueError, match="capabilities"):
+        make_pipeline(["x"], [1.0], capabilities="  ")
 
 
 def test_pipeline_falls_back_past_unsafe_candidates_and_rejects_when_none_pass():
