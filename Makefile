@@ -12,7 +12,9 @@ NB ?= notebooks/*.ipynb
 
 # Tests never reach a model hub; smoke mode keeps every chapter to seconds.
 # (No MPLBACKEND here: notebook kernels must keep Jupyter's inline backend to store figures.)
-TEST_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 GENAI_MODE=smoke PYTHONHASHSEED=0
+# OMP_WAIT_POLICY=PASSIVE: idle OpenMP threads sleep instead of spinning, so two torch processes on
+# two cores (pytest + a notebook kernel) do not slow each other 10-40x.
+TEST_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 GENAI_MODE=smoke PYTHONHASHSEED=0 OMP_WAIT_POLICY=PASSIVE
 
 .PHONY: help setup book test unit notebooks site-check lab execute bench clean
 
@@ -63,7 +65,7 @@ lab: setup
 	$(BIN)/jupyter lab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 execute: setup
-	HF_HUB_OFFLINE=1 PYTHONHASHSEED=0 $(PY) -m genai_helpers.notebook execute $(NB)
+	HF_HUB_OFFLINE=1 PYTHONHASHSEED=0 OMP_WAIT_POLICY=PASSIVE $(PY) -m genai_helpers.notebook execute $(NB)
 
 # Side-by-side benchmarks (< 10 minutes on 2 CPU cores); each writes benchmarks/results/<name>.json.
 bench: setup
