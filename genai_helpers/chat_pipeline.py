@@ -75,21 +75,26 @@ _READABLE = {"harm:weapons": "weapons or poisons", "harm:violence": "hurting or 
 DEFAULT_CAPABILITIES = "arithmetic, unit conversions, sorting, facts and rewriting"
 
 
+def _check_capabilities(capabilities) -> str:
+    if not isinstance(capabilities, str) or not capabilities.strip():
+        raise ValueError(f"capabilities must be a non-empty string, got {capabilities!r}")
+    return capabilities.strip()
+
+
 def rejection_message(stage: str, reasons: Sequence[str], capabilities: str = DEFAULT_CAPABILITIES) -> str:
     """A polite refusal that says why: ``stage`` is ``"input"`` or ``"output"``. A refused harmful
     request is told what the assistant *can* do (``capabilities``, a phrase such as "capitals and
     opposites"; the default lists every task family of :mod:`genai_helpers.data.chat`)."""
     if stage not in ("input", "output"):
         raise ValueError(f"stage must be 'input' or 'output', got {stage!r}")
-    if not isinstance(capabilities, str) or not capabilities.strip():
-        raise ValueError(f"capabilities must be a non-empty string, got {capabilities!r}")
+    capabilities = _check_capabilities(capabilities)
     if stage == "output":
         return ("Sorry, I could not produce an answer I am confident is safe and correct. "
                 "Could you rephrase the question?")
     harms = [_READABLE[r] for r in reasons if r in _READABLE]
     if harms:
         return (f"Sorry, I can't help with that: it asks about {' and '.join(dict.fromkeys(harms))}. "
-                f"I can help with {capabilities.strip()}.")
+                f"I can help with {capabilities}.")
     return "Sorry, I can't follow instructions that try to change how I work. Please ask your question directly."
 
 
@@ -206,8 +211,7 @@ class ChatPipeline:
         self.generate, self.score, self.n_candidates, self.min_score = generate, score, n_candidates, min_score
         self.memory = memory if memory is not None else SessionMemory()
         self.secrets, self.input_classifier = tuple(secrets), input_classifier
-        rejection_message("input", [], capabilities)                  # validates capabilities
-        self.capabilities = capabilities
+        self.capabilities = _check_capabilities(capabilities)
 
     def respond(self, text: str, session: str = "default") -> PipelineResult:
         history = self.memory.history(session)

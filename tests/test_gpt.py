@@ -5,6 +5,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from genai_helpers.models.gpt import GPT, GPTConfig, KVCache, apply_rope, rope_cos_sin
+from genai_helpers.positional import sinusoidal_positions
 
 POS = ["learned", "sinusoidal", "rope"]
 
@@ -134,8 +135,7 @@ def test_sinusoidal_and_rope_extrapolate_learned_refuses():
 
 def test_sinusoidal_input_is_scaled_tokens_plus_table():
     """The first block sees wte(idx) * sqrt(n_embd) + table[pos] (Vaswani et al.): unscaled, the
-    [-1, 1] table would drown token vectors of std 0.02. With a cache offset the table shifts."""
-    from genai_helpers.positional import sinusoidal_positions
+    [-1, 1] table would drown token vectors of std 0.02."""
     model, x = tiny("sinusoidal"), ids(t=7)
     seen = []
     model.transformer.h[0].register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach()))
