@@ -1,7 +1,15 @@
-"""Positional encodings: fixed sinusoidal and learned (chapter 01; extrapolation in chapter 04).
+"""Positional encodings (chapter 01; extrapolation in chapter 04; rotary in 04 and 06; timesteps in 13).
 
 Attention is permutation-invariant: without positions, "dog bites man" and "man bites dog" look
-the same to it. These modules add a position signal to token embeddings.
+the same to it. Four ways to give it a position signal live here:
+
+- :func:`sinusoidal_positions` / :class:`SinusoidalPositionalEncoding`: the fixed sine/cosine
+  table added to token embeddings (the original transformer).
+- :class:`LearnedPositionalEmbedding`: one trained vector per position (GPT-2).
+- :func:`rope_cos_sin` / :func:`apply_rope`: rotary embedding, which rotates queries and keys
+  instead of adding anything (GPT-NeoX, Llama); used by :class:`genai_helpers.models.gpt.GPT`.
+- :func:`timestep_embedding`: the sinusoidal code of a diffusion step ``t`` (chapters 13-15), and
+  of frame indices in the video model.
 """
 from __future__ import annotations
 
@@ -72,3 +80,60 @@ class LearnedPositionalEmbedding(nn.Module):
         if offset < 0 or offset + T > self.max_len:
             raise ValueError(f"positions offset..offset+T must lie in [0, max_len={self.max_len}], got {offset}..{offset + T}")
         return x + self.embedding(torch.arange(offset, offset + T, device=x.device))
+
+
+# --------------------------------------------------------------------------------------------
+# Rotary position embedding (RoPE)
+# --------------------------------------------------------------------------------------------
+def rope_cos_sin(positions: torch.Tensor, head_dim: int, base: float = 10000.0,
+                 dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosines and sines for rotary embedding at integer ``positions`` ``(T,)``.
+
+    Returns two ``(T, head_dim)`` tensors. Dimension pair ``(i, i + head_dim/2)`` turns at
+    frequency ``base ** (-2i / head_dim)`` (the "rotate-half" layout of GPT-NeoX and Llama).
+    Chapter 04 builds it by hand and checks it equal to this.
+    """
+    check_tensor("positions", positions, ndim=1)
+    check_positive_int("head_dim", head_dim)
+    if head_dim % 2:
+        raise ValueError(f"head_dim must be even for RoPE, got {head_dim}")
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64, device=positions.device) / head_dim)
+    angles = positions.to(torch.float64)[:, None] * inv_freq[None, :]        # (T, head_dim/2)
+    angles = torch.cat([angles, angles], dim=-1)                              # (T, head_dim)
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([-x2, x1], dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate ``x`` ``(..., T, head_dim)`` by the angles behind ``cos``/``sin`` ``(T, head_dim)``.
+
+    Each pair ``(x_i, x_{i+d/2})`` is turned by its angle; lengths are unchanged, and for a query
+    at position m and a key at n, ``apply_rope(q, m) · apply_rope(k, n)`` depends only on m - n.
+    """
+    if cos.shape != sin.shape or cos.shape[-1] != x.shape[-1] or cos.shape[-2] != x.shape[-2]:
+        raise ValueError(f"cos/sin must be (T, head_dim) = {tuple(x.shape[-2:])}, got {tuple(cos.shape)}")
+    return x * cos.to(x.dtype) + _rotate_half(x) * sin.to(x.dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# Diffusion timesteps
+# --------------------------------------------------------------------------------------------
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding of integer steps: ``(B,)`` -> ``(B, dim)``, ``[cos | sin]`` halves.
+
+    Frequencies ``max_period ** (-i / (dim/2))``, as in the transformer's positions (chapter 01);
+    the halves are concatenated rather than interleaved (the DDPM/diffusers layout). Chapter 13
+    builds it by hand; chapter 15 also uses it for frame positions.
+    """
+    check_tensor("t", t, ndim=1)
+    check_positive_int("dim", dim, minimum=2)
+    if dim % 2:
+        raise ValueError(f"dim must be even, got {dim}")
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = t.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)

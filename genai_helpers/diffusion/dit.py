@@ -18,29 +18,24 @@ import torch.nn.functional as F
 
 from .._checks import check_positive_int, check_tensor
 from ..attention import MultiHeadAttention
+from ..patches import patchify as _patchify, unpatchify as _unpatchify
+from ..positional import timestep_embedding
 from ..transformer import FeedForward
-from .unet import timestep_embedding
 
 
 def patchify(x: torch.Tensor, patch: int) -> torch.Tensor:
-    """``(B, C, H, W)`` -> ``(B, (H/p)*(W/p), p*p*C)``, patches in row-major order."""
-    check_tensor("x", x, ndim=4)
-    check_positive_int("patch", patch)
-    B, C, H, W = x.shape
-    if H % patch or W % patch:
-        raise ValueError(f"patch must divide the height and width {H}x{W}, got {patch}")
-    x = x.reshape(B, C, H // patch, patch, W // patch, patch)
-    return x.permute(0, 2, 4, 3, 5, 1).reshape(B, (H // patch) * (W // patch), patch * patch * C)
+    """``(B, C, H, W)`` -> ``(B, (H/p)*(W/p), p*p*C)``: patches in raster order, each ordered
+    (row, column, channel) as in the reference DiT code. :func:`genai_helpers.patches.patchify`
+    with ``channels_last=True`` (the module docstring there compares the two layouts)."""
+    return _patchify(x, patch, channels_last=True)
 
 
 def unpatchify(tokens: torch.Tensor, patch: int, channels: int, height: int, width: int) -> torch.Tensor:
     """Inverse of :func:`patchify`: ``(B, N, p*p*C)`` -> ``(B, C, H, W)``."""
-    check_tensor("tokens", tokens, ndim=3)
-    B, N, D = tokens.shape
-    if N != (height // patch) * (width // patch) or D != patch * patch * channels:
-        raise ValueError(f"tokens must have shape (B, {(height // patch) * (width // patch)}, {patch * patch * channels}), got {tuple(tokens.shape)}")
-    x = tokens.reshape(B, height // patch, width // patch, patch, patch, channels)
-    return x.permute(0, 5, 1, 3, 2, 4).reshape(B, channels, height, width)
+    check_positive_int("patch", patch)
+    if height % patch or width % patch:
+        raise ValueError(f"patch must divide the height and width {height}x{width}, got {patch}")
+    return _unpatchify(tokens, patch, (height // patch, width // patch), channels, channels_last=True)
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

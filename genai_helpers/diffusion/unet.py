@@ -11,7 +11,6 @@ tokens); ``pooled`` ``(B, d_text)``. Output: predicted noise, the shape of ``x``
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -20,22 +19,8 @@ import torch.nn.functional as F
 
 from .._checks import check_positive_int, check_tensor
 from ..attention import MultiHeadAttention
+from ..positional import timestep_embedding   # defined beside the other positional codes; still importable from here
 from ..transformer import FeedForward
-
-
-def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """Sinusoidal embedding of integer steps: ``(B,)`` -> ``(B, dim)``, ``[cos | sin]`` halves.
-
-    Frequencies ``max_period ** (-i / (dim/2))``, as in the transformer's positions (chapter 01).
-    """
-    check_tensor("t", t, ndim=1)
-    check_positive_int("dim", dim, minimum=2)
-    if dim % 2:
-        raise ValueError(f"dim must be even, got {dim}")
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
-    args = t.float()[:, None] * freqs[None]
-    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
 
 class ResBlock(nn.Module):

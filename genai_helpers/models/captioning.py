@@ -5,8 +5,9 @@ Chapter 10 builds every piece inline and checks it equal to this module::
     images (B, 3, H, W) -> encoder -> memory (B, S, d)  ─┐
     <eos> w1 w2 ...     -> decoder: causal self-attn, cross-attn to memory, FFN -> next-word logits
 
-- :func:`patchify` / :func:`unpatchify`: cut an image into non-overlapping ``p × p`` patches in
-  raster order (row by row) and put them back; same order as ``F.unfold`` and a stride-``p`` conv.
+- :func:`patchify` / :func:`unpatchify` (from :mod:`genai_helpers.patches`, re-exported here): cut
+  an image into non-overlapping ``p × p`` patches in raster order (row by row) and put them back;
+  each patch ordered (channel, row, column), as ``F.unfold`` and a stride-``p`` conv.
 - :func:`sinusoidal_positions_2d` and :class:`PatchPositions`: where a patch sits, as a 1-D index
   (ViT) or a (row, column) pair, learned or fixed sine/cosine.
 - :class:`CNNEncoder`: convolutions down to a ``g × g`` feature grid, flattened to ``g²`` vectors.
@@ -27,47 +28,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .._checks import check_positive_int, check_probability, check_tensor
+from ..patches import patchify, unpatchify   # the book's one patchify (channel-first patches); re-exported
 from ..positional import LearnedPositionalEmbedding, sinusoidal_positions
 from ..sampling import Beam, beam_search
 from ..transformer import TransformerBlock
 
 POSITION_KINDS = ("none", "1d-fixed", "1d-learned", "2d-fixed", "2d-learned")
-
-
-# ------------------------------------------------------------------------------------ patches
-
-def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
-    """``(B, C, H, W)`` images -> ``(B, N, C·p·p)`` patches, ``N = (H/p)·(W/p)`` in raster order.
-
-    Each patch vector is ordered (channel, row-in-patch, column-in-patch), the order of
-    ``F.unfold(images, p, stride=p).transpose(1, 2)`` and of a ``Conv2d(C, d, p, stride=p)`` weight
-    flattened to ``(d, C·p·p)``. ``H`` and ``W`` must be multiples of ``p``.
-    """
-    check_tensor("images", images, ndim=4)
-    check_positive_int("patch_size", patch_size)
-    B, C, H, W = images.shape
-    if H % patch_size or W % patch_size:
-        raise ValueError(f"patch_size must divide the image height and width ({H}×{W}), got {patch_size}")
-    p, gh, gw = patch_size, H // patch_size, W // patch_size
-    x = images.reshape(B, C, gh, p, gw, p).permute(0, 2, 4, 1, 3, 5)      # (B, gh, gw, C, p, p)
-    return x.reshape(B, gh * gw, C * p * p)
-
-
-def unpatchify(patches: torch.Tensor, patch_size: int, grid: tuple[int, int], channels: int = 3) -> torch.Tensor:
-    """Inverse of :func:`patchify`: ``(B, N, C·p·p)`` with ``N = rows·cols`` -> ``(B, C, rows·p, cols·p)``."""
-    check_tensor("patches", patches, ndim=3)
-    check_positive_int("patch_size", patch_size)
-    check_positive_int("channels", channels)
-    if not (isinstance(grid, (tuple, list)) and len(grid) == 2):
-        raise TypeError(f"grid must be a (rows, cols) pair, got {grid!r}")
-    gh, gw = (check_positive_int("grid", int(g)) for g in grid)
-    B, N, D = patches.shape
-    p = patch_size
-    if N != gh * gw or D != channels * p * p:
-        raise ValueError(f"patches must have shape (B, {gh * gw}, {channels * p * p}) for grid {grid}, "
-                         f"patch_size {p}, channels {channels}; got {tuple(patches.shape)}")
-    x = patches.reshape(B, gh, gw, channels, p, p).permute(0, 3, 1, 4, 2, 5)  # (B, C, gh, p, gw, p)
-    return x.reshape(B, channels, gh * p, gw * p)
 
 
 # ---------------------------------------------------------------------------------- positions
