@@ -18,8 +18,9 @@ Organised by capability, not by chapter:
 - :mod:`genai_helpers.parallelism` data, tensor and pipeline parallelism, ZeRO accounting, FSDP (ch. 02)
 - :mod:`genai_helpers.estimates`   back-of-envelope parameters, memory, FLOPs, GPU-days and cost (ch. 02)
 - :mod:`genai_helpers.viz`         attention heatmaps, image grids, live plots, sweep players
-- :mod:`genai_helpers.notebook`    run metadata and the stale-output check for chapters
+- :mod:`genai_helpers.notebook`    run metadata, `record_result`, the stale-output check for chapters
 """
 __version__ = "0.1.0"
 
 from .runtime import get_device, is_smoke, pick, run_mode, seed_everything  # noqa: E402,F401
+from .notebook import record_result  # noqa: E402,F401
