@@ -1,5 +1,8 @@
 # The book's two commands (see README):  `make book`  and  `make test`.
-# Each creates .venv and installs what it needs on first use.
+# Each creates .venv and installs what it needs on first use; `make test` (and `make execute`)
+# first runs tools/system_deps.sh, which installs the Debian packages the chapters read (fortunes,
+# Fashion-MNIST, WordNet, Tesseract, the SWORD Bibles, Chromium, npm) or, off Debian/Ubuntu, stops
+# with one message naming what to install.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -16,7 +19,7 @@ NB ?= notebooks/*.ipynb
 # two cores (pytest + a notebook kernel) do not slow each other 10-40x.
 TEST_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 GENAI_MODE=smoke PYTHONHASHSEED=0 OMP_WAIT_POLICY=PASSIVE
 
-.PHONY: help setup book test unit notebooks site-check lab execute bench clean
+.PHONY: help system-deps setup book test unit notebooks site-check lab execute bench clean
 
 help:
 	@echo "make book     build the static site into _build/html (from stored notebook outputs)"
@@ -25,8 +28,16 @@ help:
 	@echo "make lab      open the chapters in JupyterLab"
 	@echo "make execute NB=notebooks/01_attention.ipynb   re-run chapters in full mode, store outputs"
 	@echo "make bench    run the side-by-side benchmarks in benchmarks/"
+	@echo "make system-deps   install the system packages the chapters need (Debian/Ubuntu; elsewhere: what to install)"
 
-setup: $(STAMP) $(VENDOR)/.stamp
+# The system packages (their list is in tools/system_deps.sh and nowhere else). Fast when they are
+# all there: one dpkg-query. Not a prerequisite of setup, so that `make book` and `make lab` never
+# run apt-get; they need only npm, checked where it is used.
+system-deps:
+	bash tools/system_deps.sh
+
+# The vendored assets come first: without npm, make stops at once instead of after the pip install.
+setup: $(VENDOR)/.stamp $(STAMP)
 
 $(STAMP): requirements-ci.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +49,7 @@ $(STAMP): requirements-ci.txt pyproject.toml
 # MathJax, RequireJS and the ipywidgets embed manager, from the npm registry, so the site renders
 # math and saved widgets with no CDN (see tools/vendor_assets.sh).
 $(VENDOR)/.stamp: tools/vendor_assets.sh
+	@test -f $(VENDOR)/VERSIONS || bash tools/system_deps.sh --check npm
 	bash tools/vendor_assets.sh $(VENDOR)
 	@touch $@
 
@@ -45,26 +57,27 @@ book: setup
 	$(BIN)/jupyter-book build --keep-going .
 	@echo "The book is built: open $(CURDIR)/_build/html/index.html"
 
-unit: setup
+unit: system-deps setup
 	$(TEST_ENV) $(BIN)/pytest -q tests --ignore=tests/site
 
-notebooks: setup
+notebooks: system-deps setup
 	$(TEST_ENV) $(BIN)/pytest -q --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks
 
-site-check: setup
+site-check: system-deps setup
 	$(TEST_ENV) $(BIN)/jupyter-book build -W -n --keep-going .
-	$(TEST_ENV) GENAI_SITE_DIR=_build/html $(BIN)/pytest -q tests/site
+	$(TEST_ENV) GENAI_SITE_DIR=_build/html $(BIN)/pytest -q -rs tests/site
 
-# Everything, in one pytest run at the end so its closing line counts every test.
-test: setup
+# Everything, in one pytest run at the end so its closing line counts every test. -rs lists the
+# reason of every skipped test at the end (a browser check skipped for want of Chromium shows there).
+test: system-deps setup
 	$(TEST_ENV) $(BIN)/jupyter-book build -W -n --keep-going .
-	$(TEST_ENV) GENAI_SITE_DIR=_build/html $(BIN)/pytest -q --nbval-lax --nbval-current-env \
+	$(TEST_ENV) GENAI_SITE_DIR=_build/html $(BIN)/pytest -q -rs --nbval-lax --nbval-current-env \
 	    --nbval-sanitize-with tests/nbval_sanitize.cfg tests notebooks
 
 lab: setup
 	$(BIN)/jupyter lab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-execute: setup
+execute: system-deps setup
 	HF_HUB_OFFLINE=1 PYTHONHASHSEED=0 OMP_WAIT_POLICY=PASSIVE $(PY) -m genai_helpers.notebook execute $(NB)
 
 # Side-by-side benchmarks (< 10 minutes on 2 CPU cores); each writes benchmarks/results/<name>.json.
