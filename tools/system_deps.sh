@@ -141,19 +141,23 @@ present() {  # present KEY
 # The Debian packages of SELECTED that are missing: dpkg-query, except npm (only when `npm` is not
 # on PATH: apt's npm conflicts with a nodejs from NodeSource, which ships its own npm) and chromium
 # (not needed when a Chromium or Chrome is already on PATH, e.g. Ubuntu's snap chromium-browser).
-debian_missing() {
-    local all=() d key
+debian_missing() {  # prints the missing packages in the order of the list
+    local all=() d key p installed=""
     for d in "${SELECTED[@]}"; do
         key=$(field "$d" 0)
-        if [ "$key" = npm ]; then present npm || echo npm; continue; fi
+        if [ "$key" = npm ]; then present npm || all+=("npm:cmd"); continue; fi
         if [ "$key" = browser ] && have_browser; then continue; fi
-        # shellcheck disable=SC2207
-        all+=($(field "$d" 1))
+        for p in $(field "$d" 1); do all+=("$p"); done
     done
     [ ${#all[@]} -eq 0 ] && return 0
-    local installed
-    installed=$(dpkg-query -W -f='${db:Status-Abbrev}|${Package}\n' "${all[@]}" 2>/dev/null | sed -n 's/^ii *|//p' | sed 's/:.*//' || true)
-    local p; for p in "${all[@]}"; do grep -qxF "$p" <<<"$installed" || echo "$p"; done
+    local asked=(); for p in "${all[@]}"; do [[ $p == *:cmd ]] || asked+=("$p"); done
+    if [ ${#asked[@]} -gt 0 ]; then
+        installed=$(dpkg-query -W -f='${db:Status-Abbrev}|${Package}\n' "${asked[@]}" 2>/dev/null \
+                    | sed -n 's/^ii *|//p' | sed 's/:.*//' || true)
+    fi
+    for p in "${all[@]}"; do
+        if [[ $p == *:cmd ]]; then echo "${p%:cmd}"; else grep -qxF "$p" <<<"$installed" || echo "$p"; fi
+    done
 }
 
 # The one message for a system where this script installs nothing: every dependency, found or not.
