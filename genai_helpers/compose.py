@@ -12,8 +12,9 @@ The service is a pipeline of small, separately testable pieces:
    boundary, only after a few words, and only when the user pauses (debounce), because most
    keystrokes come too fast for a suggestion to be read.
 2. :func:`beam_search_cached` is the phrase generator: beam search over a :class:`~genai_helpers.models.gpt.GPT`
-   that feeds one token per beam per step through the KV cache. The same algorithm as
-   :func:`genai_helpers.sampling.beam_search`, which recomputes the whole prefix at every step.
+   that feeds one token per beam per step through the KV cache. It *is*
+   :func:`genai_helpers.sampling.beam_search` (the one beam core), run over the model's cached
+   step function with a hook that reorders the cache after each step.
 3. :func:`postprocess` cleans and filters candidates: cut to a word boundary and to one
    sentence, drop long and low-confidence phrases, fix casing and spacing, drop duplicates and
    phrases with blocklisted words.
@@ -34,7 +35,7 @@ from typing import Sequence
 import torch
 
 from ._checks import check_positive_int, check_tensor
-from .sampling import check_beam_args
+from .sampling import beam_search, check_beam_args
 
 # Gmail's Smart Compose stopped suggesting gendered pronouns, because a model trained on past mail
 # guesses people's gender from their job titles; a blocklist is the blunt, reliable fix.
@@ -103,16 +104,19 @@ def beam_search_cached(model, prompt: Sequence[int] | torch.Tensor, beam_width: 
                        first_token_mask: torch.Tensor | None = None, num_return: int | None = None) -> list[Candidate]:
     """Beam search over a GPT, one new token per beam per step through its KV cache.
 
-    Same rules as :func:`genai_helpers.sampling.beam_search`: each step extends every live beam by
-    every token and keeps the ``beam_width`` best by total log-probability; a beam ending in
-    ``eos_id`` or any of ``stop_ids`` is finished; search stops when ``beam_width`` beams are
-    finished and no live one can beat them, or after ``max_new_tokens``. Hypotheses are ranked by
+    The package's one beam core, :func:`genai_helpers.sampling.beam_search`, run over the
+    model's cached step function (:meth:`~genai_helpers.models.gpt.GPT.step_fn`) with its
+    ``reorder`` hook: after each step the cache rows follow the surviving beams
+    (:meth:`~genai_helpers.models.gpt.KVCache.reorder`) and only each beam's new token is fed.
+    Same rules as the recomputing search: each step extends every live beam by every token and
+    keeps the ``beam_width`` best by total log-probability; a beam ending in ``eos_id`` or any of
+    ``stop_ids`` is finished; search stops when ``beam_width`` beams are finished and no live one
+    can beat them, or after ``max_new_tokens``. Hypotheses are ranked by
     ``log_prob / length ** length_penalty``. ``first_token_mask`` ``(vocab,)`` bool restricts the
     first token (Smart Compose: after a typed space, only tokens that start a new word).
 
     The prompt is cropped to its last ``block_size - max_new_tokens`` tokens so the cache never
-    outgrows the model's context. After each step the cache rows are reordered to follow the
-    surviving beams (:meth:`~genai_helpers.models.gpt.KVCache.reorder`).
+    outgrows the model's context. Returns :class:`Candidate` objects, best first.
     """
     num_return = check_beam_args(beam_width, max_new_tokens, length_penalty, num_return)
     block = model.config.block_size
@@ -128,63 +132,18 @@ def beam_search_cached(model, prompt: Sequence[int] | torch.Tensor, beam_width: 
         check_tensor("first_token_mask", first_token_mask, ndim=1)
         if first_token_mask.shape[0] != V or first_token_mask.dtype != torch.bool:
             raise ValueError(f"first_token_mask must be a bool tensor of shape ({V},)")
-    stops = set(int(s) for s in stop_ids) | ({int(eos_id)} if eos_id is not None else set())
     device = next(model.parameters()).device
+    prompt = prompt[-(block - max_new_tokens):].to(device)
     was_training = model.training
     model.eval()
-
-    def norm(lp: float, length: int) -> float:
-        return lp / max(length, 1) ** length_penalty
-
-    prompt = prompt[-(block - max_new_tokens):].to(device)
-    cache = model.new_cache(1, max_len=prompt.numel() + max_new_tokens)
-    logits = model.forward_cached(prompt[None], cache)[:, -1]                 # (1, V)
-    live: list[list[int]] = [[]]
-    live_lps: list[list[float]] = [[]]
-    live_lp = torch.zeros(1, dtype=torch.float64)
-    finished: list[Candidate] = []
     try:
-        for step in range(max_new_tokens):
-            logp = torch.log_softmax(logits.double().cpu(), dim=-1)           # (beams, V)
-            if step == 0 and first_token_mask is not None:
-                logp = logp.masked_fill(~first_token_mask.cpu(), float("-inf"))
-            cand = (live_lp[:, None] + logp).reshape(-1)
-            n_cand = min(2 * beam_width, int(torch.isfinite(cand).sum()))
-            if n_cand == 0:
-                break
-            top_lp, top_idx = cand.topk(n_cand)
-            parents, new_tokens, new_live, new_lps, new_lp = [], [], [], [], []
-            for lp, idx in zip(top_lp.tolist(), top_idx.tolist()):
-                b, tok = divmod(idx, V)
-                seq, lps = live[b] + [tok], live_lps[b] + [float(logp[b, tok])]
-                if tok in stops:
-                    finished.append(Candidate(seq, lps, True))
-                else:
-                    parents.append(b)
-                    new_tokens.append(tok)
-                    new_live.append(seq)
-                    new_lps.append(lps)
-                    new_lp.append(lp)
-                if len(new_live) == beam_width:
-                    break
-            if not new_live:
-                live = []
-                break
-            live, live_lps = new_live, new_lps
-            live_lp = torch.tensor(new_lp, dtype=torch.float64)
-            if len(finished) >= beam_width:
-                best_possible = max(norm(lp, max_new_tokens) if length_penalty > 0 else lp for lp in new_lp)
-                worst_kept = sorted((norm(f.log_prob, len(f.tokens)) for f in finished), reverse=True)[beam_width - 1]
-                if best_possible <= worst_kept:
-                    break
-            if step + 1 < max_new_tokens:                                     # feed the survivors' new tokens
-                cache.reorder(torch.tensor(parents, device=device))
-                logits = model.forward_cached(torch.tensor(new_tokens, device=device)[:, None], cache)[:, -1]
+        step = model.step_fn(1, max_len=prompt.numel() + max_new_tokens)
+        beams = beam_search(step, prompt, beam_width, max_new_tokens, eos_id=eos_id, stop_ids=stop_ids,
+                            length_penalty=length_penalty, num_return=num_return,
+                            first_token_mask=first_token_mask, reorder=step.reorder)
     finally:
         model.train(was_training)
-    finished.extend(Candidate(seq, lps, False) for seq, lps in zip(live, live_lps))
-    finished.sort(key=lambda c: norm(c.log_prob, len(c.tokens)), reverse=True)
-    return finished[:num_return]
+    return [Candidate(b.tokens, b.token_logprobs, b.finished) for b in beams]
 
 
 # --------------------------------------------------------------------------------------------

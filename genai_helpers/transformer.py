@@ -1,8 +1,11 @@
-"""Transformer building blocks: feed-forward, the pre-norm block, and a mixture-of-experts layer.
+"""Transformer building blocks: feed-forward, the pre-norm block, a mixture-of-experts layer, and
+the GPT-2 weight initialisation.
 
 Chapter 01 builds each inline and checks it equal to these. Shapes are ``(B, T, d_model)``.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn as nn
@@ -10,6 +13,35 @@ import torch.nn.functional as F
 
 from ._checks import check_positive_int, check_probability, check_tensor
 from .attention import MultiHeadAttention
+
+
+def gpt2_init(model: nn.Module, *, n_layer: int | None = None, residual_suffix: str = "c_proj.weight") -> nn.Module:
+    """GPT-2's initialisation, in place; returns ``model``. The one init of the book's language models.
+
+    Every ``nn.Linear`` and ``nn.Embedding`` weight ~ N(0, 0.02²), every Linear bias 0 (LayerNorms
+    keep PyTorch's ones and zeros). With ``n_layer``, the weights whose name ends in
+    ``residual_suffix`` (the projections that write into the residual stream) are then redrawn with
+    std ``0.02 / sqrt(2 · n_layer)``, so the residual stream's variance does not grow with depth
+    (Radford et al. 2019, sec. 2.3). :class:`genai_helpers.models.gpt.GPT` uses both steps;
+    chapter 01's :class:`genai_helpers.models.transformer_lm.TransformerLM` only the first.
+    Parameters are drawn in module order, so a seed gives the same weights every time.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+
+    def init(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    model.apply(init)
+    if n_layer is not None:
+        check_positive_int("n_layer", n_layer)
+        for name, p in model.named_parameters():
+            if name.endswith(residual_suffix):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * n_layer))
+    return model
 
 
 class FeedForward(nn.Module):

@@ -18,8 +18,9 @@ Three position encodings (``GPTConfig.pos_encoding``):
   added to the token embeddings scaled by sqrt(n_embd) (as in the original transformer, so the
   table does not drown them); defined for any position.
 - ``"rope"``: rotary position embedding. Queries and keys of every head are rotated by an angle
-  proportional to their position (:func:`apply_rope`), so the score ``q_m · k_n`` depends only on
-  the offset ``m - n``. Nothing is added to the embeddings.
+  proportional to their position (:func:`~genai_helpers.positional.apply_rope`, importable from
+  here too), so the score ``q_m · k_n`` depends only on the offset ``m - n``. Nothing is added to
+  the embeddings.
 
 Sinusoidal and RoPE models accept sequences longer than ``block_size`` in :meth:`GPT.forward`
 (chapter 04 measures how well they extrapolate); :meth:`GPT.generate` always crops the context to
@@ -39,8 +40,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .._checks import check_positive_int, check_probability, check_tensor
-from ..positional import sinusoidal_positions
-from ..sampling import sample_next_token
+from ..positional import apply_rope, rope_cos_sin, sinusoidal_positions   # RoPE lives in positional; re-exported
+from .. import sampling
+from ..transformer import gpt2_init
 
 POS_ENCODINGS = ("learned", "sinusoidal", "rope")
 
@@ -86,42 +88,6 @@ class GPTConfig:
     @property
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
-
-
-# --------------------------------------------------------------------------------------------
-# Rotary position embedding
-# --------------------------------------------------------------------------------------------
-def rope_cos_sin(positions: torch.Tensor, head_dim: int, base: float = 10000.0,
-                 dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cosines and sines for rotary embedding at integer ``positions`` ``(T,)``.
-
-    Returns two ``(T, head_dim)`` tensors. Dimension pair ``(i, i + head_dim/2)`` turns at
-    frequency ``base ** (-2i / head_dim)`` (the "rotate-half" layout of GPT-NeoX and Llama).
-    """
-    check_tensor("positions", positions, ndim=1)
-    check_positive_int("head_dim", head_dim)
-    if head_dim % 2:
-        raise ValueError(f"head_dim must be even for RoPE, got {head_dim}")
-    inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64, device=positions.device) / head_dim)
-    angles = positions.to(torch.float64)[:, None] * inv_freq[None, :]        # (T, head_dim/2)
-    angles = torch.cat([angles, angles], dim=-1)                              # (T, head_dim)
-    return angles.cos().to(dtype), angles.sin().to(dtype)
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat([-x2, x1], dim=-1)
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate ``x`` ``(..., T, head_dim)`` by the angles behind ``cos``/``sin`` ``(T, head_dim)``.
-
-    Each pair ``(x_i, x_{i+d/2})`` is turned by its angle; lengths are unchanged, and for a query
-    at position m and a key at n, ``apply_rope(q, m) · apply_rope(k, n)`` depends only on m - n.
-    """
-    if cos.shape != sin.shape or cos.shape[-1] != x.shape[-1] or cos.shape[-2] != x.shape[-2]:
-        raise ValueError(f"cos/sin must be (T, head_dim) = {tuple(x.shape[-2:])}, got {tuple(cos.shape)}")
-    return x * cos.to(x.dtype) + _rotate_half(x) * sin.to(x.dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -195,7 +161,15 @@ class KVCache:
 # Blocks
 # --------------------------------------------------------------------------------------------
 class CausalSelfAttention(nn.Module):
-    """Multi-head causal self-attention with fused ``c_attn`` (q, k, v) and output ``c_proj``."""
+    """Multi-head causal self-attention with fused ``c_attn`` (q, k, v) and output ``c_proj``.
+
+    ``x`` ``(B, T, C)``; ``rope`` the ``(cos, sin)`` tables ``(T, hd)`` of the new tokens'
+    positions; ``cache`` anything with ``update(layer, k, v)``
+    returning all keys/values so far (a :class:`KVCache`, or the serving engine's slots).
+    ``attn_mask``, when given, is used as is (bool, ``True`` = may attend, broadcastable to
+    ``(B, n_head, T, keys)``) instead of the causal mask derived from ``cache.length``: how the
+    serving engine attends over slots of different lengths.
+    """
 
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -205,7 +179,7 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
-                cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+                cache: KVCache | None = None, layer: int = 0, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, self.head_dim).transpose(1, 2) for t in (q, k, v))   # (B, H, T, hd)
@@ -213,10 +187,12 @@ class CausalSelfAttention(nn.Module):
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         past = 0
         if cache is not None:
-            past = cache.length
+            past = cache.length if attn_mask is None else None
             k, v = cache.update(layer, k, v)                                  # (B, H, past + T, hd)
         drop = self.dropout if self.training else 0.0
-        if past == 0:
+        if attn_mask is not None:                                             # the caller's mask, as is
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=drop)
+        elif past == 0:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
         elif T == 1:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)     # one new token sees everything
@@ -239,7 +215,12 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-LN transformer block: ``x + attn(ln_1(x))`` then ``x + mlp(ln_2(x))``."""
+    """Pre-LN transformer block: ``x + attn(ln_1(x))`` then ``x + mlp(ln_2(x))``.
+
+    ``rope``, ``cache``, ``layer`` and ``attn_mask`` go to :class:`CausalSelfAttention`: explicit
+    positions and masks, so a caller with its own cache layout (the serving engine of chapter 09)
+    runs the block instead of copying it.
+    """
 
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -248,8 +229,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=1e-5, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x, rope=None, cache=None, layer=0):
-        x = x + self.attn(self.ln_1(x), rope=rope, cache=cache, layer=layer)
+    def forward(self, x, rope=None, cache=None, layer=0, attn_mask=None):
+        x = x + self.attn(self.ln_1(x), rope=rope, cache=cache, layer=layer, attn_mask=attn_mask)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -274,17 +255,7 @@ class GPT(nn.Module):
         if c.tie_weights:
             self.lm_head.weight = self.transformer.wte.weight
         self._sin_table: torch.Tensor | None = None
-        self.apply(self._init_weights)
-        for name, p in self.named_parameters():                     # GPT-2: scaled residual projections
-            if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * c.n_layer))
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
+        gpt2_init(self, n_layer=c.n_layer)                            # N(0, 0.02²); residual c_proj scaled
 
     # ---- helpers --------------------------------------------------------------------------
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
@@ -347,10 +318,7 @@ class GPT(nn.Module):
         (nats). Learned positions need ``T <= block_size``; the other two accept any ``T``.
         """
         self._check_idx(idx)
-        x, rope = self._embed(idx, 0)
-        for block in self.transformer.h:
-            x = block(x, rope=rope)
-        logits = self.lm_head(self.transformer.ln_f(x))
+        logits = self.lm_head(self._hidden(idx))
         loss = None
         if targets is not None:
             check_tensor("targets", targets, ndim=2)
@@ -367,15 +335,41 @@ class GPT(nn.Module):
         ``forward`` on the whole sequence. ``cache.length`` grows by ``t``.
         """
         self._check_idx(idx)
+        self._check_cache(cache)
+        return self.lm_head(self._hidden(idx, cache))
+
+    def _check_cache(self, cache) -> KVCache:
         if not isinstance(cache, KVCache):
             raise TypeError(f"cache must be a KVCache (model.new_cache(...)), got {type(cache).__name__}")
         if len(cache.k) != self.config.n_layer or cache.n_head != self.config.n_head or cache.head_dim != self.config.head_dim:
             raise ValueError("cache was made for a different model shape (use model.new_cache)")
-        x, rope = self._embed(idx, cache.length)
+        return cache
+
+    def _hidden(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Embeddings -> every block -> ``ln_f``: final hidden states ``(B, T, n_embd)`` of ``idx``
+        (at positions ``cache.length..`` and appended to ``cache`` when one is given)."""
+        x, rope = self._embed(idx, 0 if cache is None else cache.length)
         for i, block in enumerate(self.transformer.h):
             x = block(x, rope=rope, cache=cache, layer=i)
-        cache.length += idx.shape[1]
-        return self.lm_head(self.transformer.ln_f(x))
+        if cache is not None:
+            cache.length += idx.shape[1]
+        return self.transformer.ln_f(x)
+
+    def next_token_logits(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Logits ``(B, V)`` of the token after ``idx`` ``(B, T)``: only the last position goes
+        through ``lm_head`` (a ``V x n_embd`` matmul per position, the largest in a small model).
+
+        With ``cache``, ``idx`` are the NEW tokens, as in :meth:`forward_cached`.
+        """
+        self._check_idx(idx)
+        if cache is not None:
+            self._check_cache(cache)
+        return self.lm_head(self._hidden(idx, cache)[:, -1])
+
+    def step_fn(self, batch_size: int, use_cache: bool = True, max_len: int | None = None) -> "GPTStep":
+        """A :class:`GPTStep` over this model: the step function that :meth:`generate`,
+        :func:`genai_helpers.sampling.beam_search` and Smart Compose's cached beam search run."""
+        return GPTStep(self, batch_size, use_cache=use_cache, max_len=max_len)
 
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
@@ -383,12 +377,15 @@ class GPT(nn.Module):
                  eos_token_id: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
         """Append up to ``max_new_tokens`` tokens to ``idx`` ``(B, T)``; returns ``(B, T + new)``.
 
-        Each step draws with :func:`genai_helpers.sampling.sample_next_token` (repetition penalty
-        -> temperature -> top-k -> top-p; ``temperature=0`` is greedy). The context is cropped to
-        the last ``block_size`` tokens. ``use_cache=True`` feeds one token per step through the
-        KV cache (when the window slides past ``block_size`` the cache is rebuilt from the cropped
-        window, so both paths see the same context and pick the same tokens). Rows that produced
-        ``eos_token_id`` keep emitting it; generation stops when all rows have.
+        The loop is :func:`genai_helpers.sampling.generate` over :meth:`step_fn`: each step draws
+        with :func:`~genai_helpers.sampling.sample_next_token` (repetition penalty -> temperature
+        -> top-k -> top-p; ``temperature=0`` is greedy). The context is cropped to the last
+        ``block_size`` tokens. ``use_cache=True`` feeds one token per step through the KV cache
+        (when the window slides past ``block_size`` the cache is rebuilt from the cropped window,
+        so both paths see the same context and pick the same tokens); ``use_cache=False``
+        recomputes the context every step but projects only its last position through
+        ``lm_head``. Rows that produced ``eos_token_id`` keep emitting it; generation stops when
+        all rows have. Runs in eval mode (the previous mode is restored).
         """
         self._check_idx(idx)
         check_positive_int("max_new_tokens", max_new_tokens, minimum=0)
@@ -396,36 +393,14 @@ class GPT(nn.Module):
             check_positive_int("eos_token_id", eos_token_id, minimum=0)
         if not isinstance(use_cache, bool):
             raise TypeError(f"use_cache must be a bool, got {type(use_cache).__name__}")
-        bs = self.config.block_size
         was_training = self.training
         self.eval()
-        cache = self.new_cache(idx.shape[0]) if use_cache else None
-        finished = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
-        fed = 0                                       # how many tokens of ids the cache holds
-        ids = idx
         try:
-            for _ in range(max_new_tokens):
-                if cache is None:
-                    logits = self(ids[:, -bs:])[0][:, -1, :]
-                elif ids.shape[1] > bs:               # window slides: rebuild the cache from the crop
-                    cache.reset()
-                    logits = self.forward_cached(ids[:, -bs:], cache)[:, -1, :]
-                    fed = ids.shape[1]
-                else:
-                    logits = self.forward_cached(ids[:, fed:], cache)[:, -1, :]
-                    fed = ids.shape[1]
-                nxt = sample_next_token(logits.float(), temperature=temperature, top_k=top_k, top_p=top_p,
-                                        repetition_penalty=repetition_penalty, previous_tokens=ids,
-                                        generator=generator)
-                if eos_token_id is not None:
-                    nxt = torch.where(finished, torch.full_like(nxt, eos_token_id), nxt)
-                    finished |= nxt == eos_token_id
-                ids = torch.cat([ids, nxt[:, None].to(ids.dtype)], dim=1)
-                if eos_token_id is not None and bool(finished.all()):
-                    break
+            return sampling.generate(self.step_fn(idx.shape[0], use_cache=use_cache), idx, max_new_tokens,
+                                     eos_id=eos_token_id, generator=generator, temperature=temperature, top_k=top_k,
+                                     top_p=top_p, repetition_penalty=repetition_penalty)
         finally:
             self.train(was_training)
-        return ids
 
     # ---- Hugging Face conversion ----------------------------------------------------------
     _TRANSPOSED = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -488,3 +463,48 @@ class GPT(nn.Module):
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in asdict(self.config).items())
+
+
+# --------------------------------------------------------------------------------------------
+# Step function for the decode loop and beam search
+# --------------------------------------------------------------------------------------------
+class GPTStep:
+    """``step(ids (B, T)) -> next-token logits (B, V)`` (float32) over a :class:`GPT`.
+
+    The step function of :func:`genai_helpers.sampling.generate` and
+    :func:`genai_helpers.sampling.beam_search` (``reorder=step.reorder``). The context is cropped
+    to the last ``block_size`` tokens. With ``use_cache`` each call feeds only the tokens the KV
+    cache has not seen (so every call must extend the previous call's sequences, as the decode
+    loop and beam search do); when the window slides past ``block_size`` the cache is rebuilt from
+    the cropped window. Without, each call recomputes the cropped context. Either way only the
+    last position goes through ``lm_head``. :meth:`reorder` keeps rows ``index`` of the cache
+    (beam search: the surviving beams' parents). Runs under ``torch.no_grad``; the caller sets
+    eval mode.
+    """
+
+    def __init__(self, model: GPT, batch_size: int, *, use_cache: bool = True, max_len: int | None = None):
+        if not isinstance(model, GPT):
+            raise TypeError(f"model must be a GPT, got {type(model).__name__}")
+        if not isinstance(use_cache, bool):
+            raise TypeError(f"use_cache must be a bool, got {type(use_cache).__name__}")
+        self.model = model
+        self.cache = model.new_cache(batch_size, max_len=max_len) if use_cache else None
+        self.fed = 0                                  # how many tokens of the sequences the cache holds
+
+    @torch.no_grad()
+    def __call__(self, ids: torch.Tensor) -> torch.Tensor:
+        bs = self.model.config.block_size
+        if self.cache is None:
+            return self.model.next_token_logits(ids[:, -bs:]).float()
+        if ids.shape[1] > bs:                          # window slides: rebuild the cache from the crop
+            self.cache.reset()
+            logits = self.model.next_token_logits(ids[:, -bs:], self.cache)
+        else:
+            logits = self.model.next_token_logits(ids[:, self.fed:], self.cache)
+        self.fed = ids.shape[1]
+        return logits.float()
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep rows ``index`` ``(B',)`` of the cache (a no-op without one)."""
+        if self.cache is not None:
+            self.cache.reorder(index)
