@@ -30,3 +30,10 @@ def check_tensor(name: str, value, *, ndim: int | tuple[int, ...] | None = None)
         if value.ndim not in allowed:
             raise ValueError(f"{name} must have {' or '.join(map(str, allowed))} dimensions, got shape {tuple(value.shape)}")
     return value
+
+
+def check_choice(name: str, value, allowed: tuple):
+    """``value`` if it is one of ``allowed``; otherwise a ValueError listing the accepted values."""
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+    return value

@@ -33,6 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ._checks import check_tensor
+from .data.batching import pad_batch  # noqa: F401  (re-exported: chapter 06 imports it from here)
 
 IGNORE_INDEX = -100
 
@@ -77,14 +78,6 @@ def sft_example(prompt_ids: Sequence[int], response_ids: Sequence[int]) -> tuple
     seq = prompt_ids + response_ids
     target = [IGNORE_INDEX] * (len(prompt_ids) - 1) + response_ids
     return seq[:-1], target
-
-
-def pad_batch(rows: Sequence[Sequence[int]], pad_value: int) -> torch.Tensor:
-    """Right-pad lists of ids to one ``(B, T_max)`` LongTensor."""
-    if not rows:
-        raise ValueError("rows must contain at least one sequence")
-    width = max(len(r) for r in rows)
-    return torch.tensor([list(r) + [pad_value] * (width - len(r)) for r in rows], dtype=torch.long)
 
 
 def sft_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -133,37 +126,42 @@ class RewardModel(nn.Module):
         super().__init__()
         if not isinstance(trunk, nn.Module):
             raise TypeError(f"trunk must be an nn.Module, got {type(trunk).__name__}")
-        modules = dict(trunk.named_modules())
-        if hidden_module not in modules:
+        if hidden_module not in dict(trunk.named_modules()):
             raise ValueError(f"hidden_module must name a module of trunk, got {hidden_module!r}")
         self.trunk = trunk
+        self.hidden_module = hidden_module
         self.head = nn.Linear(n_embd, 1)
         nn.init.normal_(self.head.weight, std=1.0 / (n_embd + 1))
         nn.init.zeros_(self.head.bias)
-        self._hidden: torch.Tensor | None = None
-        modules[hidden_module].register_forward_hook(self._keep)
 
-    def _keep(self, module, inputs, output):
-        self._hidden = output
+    def _trunk_pass(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One trunk forward pass; returns ``(hidden (B, T, C), logits (B, T, V))``.
+
+        The forward hook that reads the hidden module lives only for this pass: a hook left on
+        the trunk would follow it into every ``copy.deepcopy`` (chapter 06 copies the SFT model
+        into the PPO policy, which shares its trunk with the value model) and would keep the last
+        activations alive.
+        """
+        check_tensor("idx", idx, ndim=2)
+        captured: list[torch.Tensor] = []
+        handle = self.trunk.get_submodule(self.hidden_module).register_forward_hook(
+            lambda module, inputs, output: captured.append(output))
+        try:
+            logits = _logits(self.trunk, idx)
+        finally:
+            handle.remove()
+        if not captured:
+            raise RuntimeError(f"the hidden module {self.hidden_module!r} did not run during the trunk's forward pass")
+        return captured[-1], logits
 
     def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
         """Final hidden states ``(B, T, C)`` of the trunk for ``idx`` ``(B, T)``."""
-        check_tensor("idx", idx, ndim=2)
-        self._hidden = None
-        self.trunk(idx)
-        if self._hidden is None:
-            raise RuntimeError("the hidden module did not run during the trunk's forward pass")
-        hidden, self._hidden = self._hidden, None
-        return hidden
+        return self._trunk_pass(idx)[0]
 
     def hidden_and_logits(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One trunk pass giving both the hidden states ``(B, T, C)`` and the LM logits ``(B, T, V)``
         (PPO reads the frozen reference's log-probabilities and its value features together)."""
-        check_tensor("idx", idx, ndim=2)
-        self._hidden = None
-        logits = _logits(self.trunk, idx)
-        hidden, self._hidden = self._hidden, None
-        return hidden, logits
+        return self._trunk_pass(idx)
 
     def values(self, idx: torch.Tensor) -> torch.Tensor:
         """Scalar score at every position, ``(B, T)``."""

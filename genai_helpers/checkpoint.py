@@ -133,3 +133,25 @@ def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer=N
         kind, pos, has_gauss, cached = meta["rng"]["numpy"]
         np.random.set_state((kind, tensors["rng.numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
     return {"step": meta["step"], "extra": meta["extra"]}
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
+    """Write ``data`` (bytes, or str as UTF-8) to ``path`` the way checkpoints are written: a
+    temporary file in the same folder, flushed to disk, then ``os.replace`` over the target. A
+    crash leaves the old file or the new one, never half of one. Returns ``path``."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be bytes or str, got {type(data).__name__}")
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path

@@ -45,15 +45,17 @@ def _check_alpha(alpha) -> float:
 
 
 class LoRALinear(nn.Module):
-    """A frozen linear ``base`` plus a trainable low-rank update ``(alpha / r) * B @ A``.
+    """A linear ``base`` (frozen by default) plus a trainable low-rank update ``(alpha / r) * B @ A``.
 
     ``base``: an ``nn.Linear`` (mergeable) or any module with ``in_features`` and ``out_features``
     (e.g. a weight-only quantised linear: QLoRA). Input ``(..., in_features)``, output
     ``(..., out_features)``. ``alpha`` defaults to ``r`` (scaling 1). ``dropout`` (in [0, 1)) acts
-    on the adapter's input only, during training.
+    on the adapter's input only, during training. ``freeze_base=False`` leaves the base's
+    ``requires_grad`` flags as they are (to train base and adapter together).
     """
 
-    def __init__(self, base: nn.Module, r: int = 4, alpha: float | None = None, dropout: float = 0.0):
+    def __init__(self, base: nn.Module, r: int = 4, alpha: float | None = None, dropout: float = 0.0, *,
+                 freeze_base: bool = True):
         super().__init__()
         if not isinstance(base, nn.Module) or not all(hasattr(base, a) for a in ("in_features", "out_features")):
             raise TypeError(f"base must be an nn.Linear or a module with in_features/out_features, got {type(base).__name__}")
@@ -62,7 +64,9 @@ class LoRALinear(nn.Module):
         self.alpha = float(r) if alpha is None else _check_alpha(alpha)
         self.scaling = self.alpha / r
         self.dropout_p = check_probability("dropout", dropout)
-        self.base = base.requires_grad_(False)
+        if not isinstance(freeze_base, bool):
+            raise TypeError(f"freeze_base must be a bool, got {type(freeze_base).__name__}")
+        self.base = base.requires_grad_(False) if freeze_base else base
         self.in_features, self.out_features = base.in_features, base.out_features
         ref = next(iter(base.parameters()), None)
         device = ref.device if ref is not None else None
@@ -125,9 +129,10 @@ def inject_lora(model: nn.Module, target_modules: Sequence[str] = DEFAULT_TARGET
     """Wrap every linear-like layer whose qualified name is, or ends with ``.`` + , one of
     ``target_modules`` in a :class:`LoRALinear` (in place); return the wrapped names.
 
-    With ``freeze_base`` every other parameter of ``model`` stops requiring gradients, so an
-    optimiser over ``[p for p in model.parameters() if p.requires_grad]`` trains only the adapters.
-    Raises ValueError when nothing matches.
+    With ``freeze_base`` (default) every parameter of ``model`` except the adapters stops requiring
+    gradients, so an optimiser over ``[p for p in model.parameters() if p.requires_grad]`` trains
+    only the adapters. With ``freeze_base=False`` no ``requires_grad`` flag is changed, the wrapped
+    layers' weights included (full fine-tuning plus adapters). Raises ValueError when nothing matches.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -143,7 +148,7 @@ def inject_lora(model: nn.Module, target_modules: Sequence[str] = DEFAULT_TARGET
                 continue
             if not (isinstance(child, nn.Linear) or hasattr(child, "in_features") and hasattr(child, "out_features")):
                 continue
-            setattr(module, child_name, LoRALinear(child, r=r, alpha=alpha, dropout=dropout))
+            setattr(module, child_name, LoRALinear(child, r=r, alpha=alpha, dropout=dropout, freeze_base=freeze_base))
             wrapped.append(full)
     if not wrapped:
         raise ValueError(f"target_modules {list(targets)} matched no linear layer of {type(model).__name__}")

@@ -232,3 +232,24 @@ def test_dpo_steps_on_a_tiny_gpt_widen_the_margin():
 
 def test_masked_mean():
     assert masked_mean(torch.tensor([1.0, 2.0, 100.0]), torch.tensor([1, 1, 0])).item() == pytest.approx(1.5)
+
+
+def test_reward_model_leaves_no_hook_on_its_trunk_so_copies_stay_independent():
+    import copy
+
+    trunk = tiny_gpt()
+    rm = RewardModel(trunk, n_embd=16)
+    idx = torch.tensor([[1, 2, 3, 4]])
+    before = rm.values(idx)
+    ln_f = trunk.transformer.ln_f
+    assert len(ln_f._forward_hooks) == 0                  # none after construction or after a call
+    policy = copy.deepcopy(trunk)                          # chapter 06 copies the SFT model into its PPO policy
+    assert len(policy.transformer.ln_f._forward_hooks) == 0
+    policy(idx)
+    assert len(ln_f._forward_hooks) == 0 and torch.equal(rm.values(idx), before)
+    hidden, logits = rm.hidden_and_logits(idx)
+    assert hidden.shape == (1, 4, 16) and torch.allclose(logits, trunk(idx)[0])
+    clone = copy.deepcopy(rm)                              # a copied reward model reads its own trunk
+    with torch.no_grad():
+        clone.trunk.transformer.ln_f.bias.add_(1.0)
+    assert torch.equal(rm.values(idx), before) and not torch.allclose(clone.values(idx), before)

@@ -48,3 +48,28 @@ def test_fortunes_corpus_loads_when_installed():
 def test_missing_corpus_error_names_every_way_to_get_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="apt-get install fortunes.*brew install fortune.*GENAI_FORTUNES_DIR"):
         find_fortunes_dir(tmp_path)
+
+
+def test_one_pad_batch_serves_translation_and_alignment():
+    from genai_helpers import alignment
+    from genai_helpers.data import batching, translation
+
+    assert translation.pad_batch is alignment.pad_batch is batching.pad_batch
+    assert translation.PAD == batching.DEFAULT_PAD_VALUE == 0          # chapter 05 pads with its <pad> id by default
+    rows = [[5, 6, 7], [8], []]
+    assert batching.pad_batch(rows).tolist() == [[5, 6, 7], [8, 0, 0], [0, 0, 0]]
+    assert batching.pad_batch(rows, -100).tolist() == [[5, 6, 7], [8, -100, -100], [-100, -100, -100]]
+    assert batching.pad_batch(rows, pad_value=3).dtype == torch.long
+    assert batching.pad_batch([[], []]).shape == (2, 1)                  # never a zero-width batch
+    assert batching.pad_batch([torch.tensor([1, 2]), (3,)]).tolist() == [[1, 2], [3, 0]]
+
+
+def test_pad_batch_names_its_bad_arguments():
+    from genai_helpers.data.batching import pad_batch
+
+    with pytest.raises(ValueError, match="seqs"):
+        pad_batch([])
+    with pytest.raises(TypeError, match="seqs"):
+        pad_batch("abc")
+    with pytest.raises(TypeError, match="pad_value"):
+        pad_batch([[1]], pad_value=0.5)

@@ -195,3 +195,19 @@ def test_same_init_distribution_as_peft_a_and_zero_b():
     for a in (ref_a, layer.lora_A):
         assert a.abs().max() <= bound + 1e-6 and a.abs().max() > 0.8 * bound
     assert torch.count_nonzero(peft_model.base_model.model.fc1.lora_B["default"].weight) == 0
+
+
+def test_freeze_base_false_keeps_the_wrapped_base_weights_trainable():
+    model = Tiny()
+    inject_lora(model, ["q", "v"], r=2, freeze_base=False)
+    assert model.q.base.weight.requires_grad and model.q.base.bias.requires_grad and model.v.base.weight.requires_grad
+    assert count_parameters(model)["trainable"] == count_parameters(model)["total"]
+    model(torch.randn(3, 16)).sum().backward()
+    assert model.q.base.weight.grad is not None and model.q.lora_A.grad is not None
+    frozen = Tiny()
+    inject_lora(frozen, ["q", "v"], r=2)                                  # the default freezes everything else
+    assert not frozen.q.base.weight.requires_grad and not frozen.fc1.weight.requires_grad
+    assert {n for n, p in frozen.named_parameters() if p.requires_grad} == {
+        "q.lora_A", "q.lora_B", "v.lora_A", "v.lora_B"}
+    with pytest.raises(TypeError, match="freeze_base"):
+        LoRALinear(nn.Linear(4, 4), freeze_base="no")

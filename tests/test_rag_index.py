@@ -145,3 +145,42 @@ def test_build_book_index_reads_pages_and_notebook_markdown_with_repo_relative_s
     assert all("{doc}" not in c.text for c in index.chunks)
     hits = index.search("how do quaternions rotate", k=2)
     assert hits[0].source == "notebooks/09_x.ipynb" and hits[0].score >= hits[1].score
+
+
+def test_a_save_that_crashes_before_finishing_leaves_the_previous_index_loadable(tmp_path, monkeypatch):
+    import genai_helpers.checkpoint as ckpt
+
+    folder = small_index(method="dense").save(tmp_path / "idx")
+    saved = {p.name: p.read_bytes() for p in folder.iterdir()}
+    bigger = RAGIndex(small_index().chunks + [Chunk("Comets have tails of dust.", "book/comets.md", 0, 26)],
+                      HashingEmbedder(256), method="dense")
+
+    def crash(src, dst):                       # the process dies after writing, before the rename
+        raise OSError("simulated crash")
+
+    monkeypatch.setattr(ckpt.os, "replace", crash)
+    with pytest.raises(OSError, match="simulated crash"):
+        bigger.save(folder)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == saved   # old files intact, no temporary left
+    assert len(RAGIndex.load(folder)) == len(small_index())
+    assert len(RAGIndex.load(bigger.save(folder))) == len(bigger)
+
+
+def test_loading_files_from_two_different_saves_is_refused(tmp_path):
+    a = small_index(method="dense").save(tmp_path / "a")
+    bigger = RAGIndex(small_index().chunks + [Chunk("Comets have tails of dust.", "book/comets.md", 0, 26)],
+                      HashingEmbedder(256), method="dense")
+    b = bigger.save(tmp_path / "b")
+    (a / "chunks.json").write_bytes((b / "chunks.json").read_bytes())
+    with pytest.raises(ValueError, match="different saves"):
+        RAGIndex.load(a)
+
+
+def test_an_index_saved_with_chapter_08s_hashing_embedder_loads_with_it(tmp_path):
+    from genai_helpers.agents import HashingEmbedder as Chapter08Hashing
+
+    index = RAGIndex(small_index().chunks, Chapter08Hashing(256), method="dense")
+    loaded = RAGIndex.load(index.save(tmp_path / "h"))
+    assert loaded.embedder.name == index.embedder.name == "hashing-words+trigrams-count-unsigned-crc32-256"
+    assert [h.score for h in loaded.search("dogs bark", 2)] == [h.score for h in index.search("dogs bark", 2)]

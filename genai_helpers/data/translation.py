@@ -47,6 +47,7 @@ from typing import Iterable, Sequence
 import torch
 
 from .._checks import check_positive_int, check_probability
+from .batching import pad_batch  # noqa: F401  (the package's one pad_batch; pads with PAD = 0 by default)
 
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>", "<mask>")
 PAD, BOS, EOS, UNK, MASK = range(5)
@@ -270,17 +271,6 @@ class SubwordVocab:
 
 
 # ============================================================================ batching
-
-def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int = PAD) -> torch.Tensor:
-    """Right-pad lists of ids into a ``(B, max_len)`` long tensor."""
-    if not seqs:
-        raise ValueError("seqs must hold at least one sequence")
-    width = max(1, max(len(s) for s in seqs))
-    out = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        out[i, :len(s)] = torch.as_tensor(list(s), dtype=torch.long)
-    return out
-
 
 def seq2seq_batch(src_ids: Sequence[Sequence[int]], tgt_ids: Sequence[Sequence[int]]):
     """``(src, tgt_in, tgt_out)`` for teacher forcing: ``tgt_in = <bos> y``, ``tgt_out = y <eos>``."""

@@ -49,7 +49,16 @@ class PromptBank:
         return cls(unique, tokens.detach(), mask, pooled.detach())
 
     def ids(self, prompts) -> torch.Tensor:
+        """Row numbers ``(len(prompts),)`` int64 of ``prompts`` (each must be in the bank)."""
+        if isinstance(prompts, str):
+            raise TypeError("prompts must be a list of str (wrap a single prompt in a list)")
+        unknown = [p for p in prompts if p not in self.index]
+        if unknown:
+            shown = ", ".join(repr(p) for p in self.prompts[:20]) + (", ..." if len(self.prompts) > 20 else "")
+            raise ValueError(f"prompts must be in the bank: {unknown[0]!r} is not ({len(unknown)} unknown); "
+                             f"the bank's {len(self.prompts)} prompts are {shown}. Encode it with PromptBank.encode")
         return torch.tensor([self.index[p] for p in prompts], dtype=torch.long)
+
 
     def take(self, idx: torch.Tensor) -> dict:
         return {"context": self.context[idx], "context_mask": self.mask[idx], "pooled": self.pooled[idx]}

@@ -121,10 +121,17 @@ def sample(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], shape, 
     ``method`` is ``"ddpm"`` or ``"ddim"``; ``steps`` the inference grid size (DDPM with
     ``steps < T`` skips steps the way diffusers does). ``info`` holds ``seconds``, ``timesteps``
     and, with ``trajectory_every=k``, every k-th ``x_t`` and predicted ``x0`` (for animations).
-    Noise comes from ``generator`` (CPU) so runs repeat exactly.
+    Noise comes from ``generator`` (CPU) so runs repeat exactly. ``eta`` in [0, 1] is DDIM's noise
+    level (0: deterministic, 1: DDPM-sized noise); with ``method="ddpm"`` it must stay 0 (a
+    ValueError otherwise: it would change nothing but the random stream).
     """
     if method not in SAMPLERS:
         raise ValueError(f"method must be one of {SAMPLERS}, got {method!r}")
+    if method != "ddim" and eta != 0:
+        raise ValueError(f"eta applies to the 'ddim' sampler only (DDPM's noise is fixed by the schedule), "
+                         f"got eta={eta} with method={method!r}")
+    if not 0 <= eta <= 1:
+        raise ValueError(f"eta must lie in [0, 1], got {eta}")
     check_positive_int("steps", steps)
     check_positive_int("trajectory_every", trajectory_every, minimum=0)
     if not callable(eps_fn):

@@ -146,7 +146,10 @@ class VectorQuantizer(nn.Module):
         ``z_e``: encoder outputs ``(B, D, h, w)`` or ``(N, D)`` from recent batches; ``counts``
         ``(K,)``: how often each code was picked since the last reset. Returns how many codes were
         moved. A moved code sits where the data is, so the next batch picks it and its gradient
-        flows again (the fix used by Jukebox and most VQGAN code bases).
+        flows again (the fix used by Jukebox and most VQGAN code bases). The encoder outputs are
+        drawn *without* replacement: two dead codes restarted on the same vector would stay tied
+        (the nearest-code search always picks the lower index, so the other stays dead). Only when
+        there are more dead codes than outputs is an output reused, as evenly as possible.
         """
         check_tensor("counts", counts, ndim=1)
         if counts.shape[0] != self.codebook_size:
@@ -159,9 +162,18 @@ class VectorQuantizer(nn.Module):
         dead = (counts.to(self.codebook.weight.device) < min_count).nonzero().flatten()
         if len(dead) == 0:
             return 0
-        pick = torch.randint(0, flat.shape[0], (len(dead),), generator=generator)
+        if flat.shape[0] == 0:
+            raise ValueError("z_e must hold at least one encoder output to restart dead codes on")
+        pick = _sample_rows(flat.shape[0], len(dead), generator)
         self.codebook.weight[dead] = flat[pick.to(flat.device)].to(self.codebook.weight)
         return int(len(dead))
+
+
+def _sample_rows(n: int, k: int, generator: torch.Generator | None) -> torch.Tensor:
+    """``k`` row indices in ``[0, n)``, distinct while ``k <= n`` (whole random permutations
+    concatenated beyond that, so each row is used ``floor(k/n)`` or ``ceil(k/n)`` times)."""
+    rounds = -(-k // n)
+    return torch.cat([torch.randperm(n, generator=generator) for _ in range(rounds)])[:k]
 
 
 class ResidualBlock(nn.Module):

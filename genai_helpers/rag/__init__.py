@@ -5,6 +5,7 @@ Organised by capability:
 - :mod:`~genai_helpers.rag.ingest`      parsing files and notebooks, skip report, injection flags, OCR
 - :mod:`~genai_helpers.rag.chunking`    length / regex / Markdown- and code-aware / semantic chunking
 - :mod:`~genai_helpers.rag.embedding`   the offline all-MiniLM-L6-v2 embedder, a hashing baseline
+                                         (re-exported from :mod:`genai_helpers.embedders`, shared with chapter 08)
 - :mod:`~genai_helpers.rag.indexes`     FAISS flat / IVF / HNSW / LSH, exact search, BM25
 - :mod:`~genai_helpers.rag.fusion`      reciprocal rank fusion, MMR, reranking
 - :mod:`~genai_helpers.rag.retriever`   ``build_book_index(...).search(query, k)``, query rewriting, HyDE
@@ -20,7 +21,7 @@ Quick start (from the repository root)::
         print(f"{hit.score:.3f}  {hit.source}  {hit.text[:80]}")
 """
 from .chunking import Chunk, chunk_documents, split_by_length, split_by_regex, split_markdown, split_python  # noqa: F401
-from .embedding import HashingEmbedder, SentenceEmbedder, load_embedder  # noqa: F401
+from .embedding import Embedder, HashingEmbedder, SentenceEmbedder, load_embedder  # noqa: F401
 from .fusion import mmr, reciprocal_rank_fusion, rerank  # noqa: F401
 from .indexes import BM25Index, VectorIndex, exact_search  # noqa: F401
 from .ingest import Document, IngestReport, detect_injection, ingest_files, load_book  # noqa: F401

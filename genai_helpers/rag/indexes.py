@@ -23,6 +23,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..checkpoint import write_atomic
+
 KINDS = ("flat", "ivf", "hnsw", "lsh")
 
 
@@ -105,8 +107,8 @@ class VectorIndex:
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        faiss.write_index(self.index, str(folder / "vectors.faiss"))
-        (folder / "vectors.json").write_text(json.dumps({"kind": self.kind, "dim": self.dim, "params": self.params}))
+        write_atomic(folder / "vectors.faiss", faiss.serialize_index(self.index).tobytes())
+        write_atomic(folder / "vectors.json", json.dumps({"kind": self.kind, "dim": self.dim, "params": self.params}))
         return folder
 
     @classmethod
@@ -206,7 +208,7 @@ class BM25Index:
     def save(self, folder: str | os.PathLike) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "bm25.json").write_text(json.dumps({"k1": self.k1, "b": self.b, "texts": self.texts}))
+        write_atomic(folder / "bm25.json", json.dumps({"k1": self.k1, "b": self.b, "texts": self.texts}))
         return folder
 
     @classmethod

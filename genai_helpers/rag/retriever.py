@@ -31,7 +31,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .chunking import Chunk, chunk_documents
-from .embedding import DEFAULT_MODEL, HashingEmbedder, load_embedder
+from ..checkpoint import write_atomic
+from ..embedders import embedder_from_name, load_embedder
 from .fusion import reciprocal_rank_fusion, rerank
 from .indexes import BM25Index, VectorIndex, bm25_tokens
 from .ingest import IngestReport, load_book
@@ -53,14 +54,6 @@ class Hit:
     section: str = ""
     chunk_id: int = -1
     flags: tuple[str, ...] = ()
-
-
-def embedder_from_name(name: str):
-    """Re-create an embedder from the name an index was saved with."""
-    m = re.fullmatch(r"hashing-bow-(\d+)", name)
-    if m:
-        return HashingEmbedder(int(m.group(1)))
-    return load_embedder(None if name == DEFAULT_MODEL else name)
 
 
 class RAGIndex:
@@ -162,14 +155,15 @@ class RAGIndex:
 
     # -- persistence --------------------------------------------------------------------------
     def save(self, folder: str | os.PathLike) -> Path:
-        """Write chunks, settings, the FAISS index and BM25 data to ``folder`` (created if needed)."""
+        """Write the FAISS index and ``chunks.json`` (chunks, settings, embedder name) to ``folder``
+        (created if needed). Each file is written atomically (:func:`genai_helpers.checkpoint.write_atomic`)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.vectors.save(folder)
         meta = {"method": self.method, "embedder": self.embedder.name,
                 "chunks": [asdict(c) for c in self.chunks], "parents": [asdict(c) for c in self.parents],
                 "quarantined": [asdict(c) for c in self.quarantined]}
-        (folder / "chunks.json").write_text(json.dumps(meta))
+        write_atomic(folder / "chunks.json", json.dumps(meta))   # last: the folder is complete once it exists
         return folder
 
     @classmethod
@@ -183,6 +177,9 @@ class RAGIndex:
             raise ValueError(f"embedder must match the saved one ({meta['embedder']!r}), got {embedder.name!r}")
         out = cls([as_chunk(d) for d in meta["chunks"]], embedder, method=meta["method"],
                   parents=[as_chunk(d) for d in meta["parents"]], _vectors=VectorIndex.load(folder))
+        if len(out.vectors) != len(out.chunks):
+            raise ValueError(f"{folder} holds {len(out.vectors)} vectors for {len(out.chunks)} chunks: "
+                             "its files come from different saves; save the index again")
         out.quarantined = [as_chunk(d) for d in meta["quarantined"]]
         return out
 
