@@ -190,7 +190,7 @@ if [ "$PLATFORM" != debian ]; then
     missing=()
     for d in "${SELECTED[@]}"; do present "$(field "$d" 0)" || missing+=("$(field "$d" 0)"); done
     if [ ${#missing[@]} -eq 0 ]; then
-        say "all ${#SELECTED[@]} system dependencies found ($PLATFORM)"
+        [ "$MODE" = check ] || say "all ${#SELECTED[@]} system dependencies found ($PLATFORM)"
         exit 0
     fi
     explain "this is not Debian/Ubuntu (GENAI_PLATFORM=$PLATFORM), so nothing is installed for you." || true
@@ -203,7 +203,7 @@ fi
 mapfile -t MISSING < <(debian_missing)
 if [ ${#MISSING[@]} -eq 0 ]; then
     n=0; for d in "${SELECTED[@]}"; do for p in $(field "$d" 1); do n=$((n + 1)); done; done
-    say "$n/$n system packages installed (dpkg-query); nothing to install"
+    [ "$MODE" = check ] || say "$n/$n system packages installed (dpkg-query); nothing to install"
     exit 0
 fi
 
@@ -238,8 +238,9 @@ if [ "$MODE" = dry-run ]; then
     exit 0
 fi
 
-say "installing ${#MISSING[@]} missing package(s): ${MISSING[*]}${SUDO[@]+ (with sudo)}"
 LOG=$(mktemp)
+say "installing ${#MISSING[@]} missing package(s)${SUDO[@]+ with sudo}: ${MISSING[*]}"
+say "(a few minutes on a fresh machine; apt-get writes its output to $LOG)"
 trap 'rm -f "$LOG"' EXIT
 export DEBIAN_FRONTEND=noninteractive
 if ! "${UPDATE[@]}" >"$LOG" 2>&1 || ! "${INSTALL[@]}" >>"$LOG" 2>&1; then
