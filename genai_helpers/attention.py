@@ -96,7 +96,9 @@ class MultiHeadAttention(nn.Module):
     from ``context``) otherwise. Parameters are named ``q_proj, k_proj, v_proj, out_proj`` so a
     chapter can copy them into ``nn.MultiheadAttention`` and compare.
 
-    Shapes: ``x`` ``(B, L, d_model)``, ``context`` ``(B, S, d_context)``; output ``(B, L, d_model)``.
+    Shapes: ``x`` ``(B, L, d_model)``, ``context`` ``(B, S, d_context)`` with the same ``B`` (a
+    batch-1 context is refused rather than silently broadcast: expand it explicitly); output
+    ``(B, L, d_model)``.
     ``key_padding_mask`` is ``(B, S)``, ``True`` at real tokens. With ``need_weights=True`` the
     per-head weights ``(B, n_heads, L, S)`` are returned too (computed by the explicit path;
     otherwise the fused ``F.scaled_dot_product_attention`` kernel is used).
@@ -128,6 +130,13 @@ class MultiHeadAttention(nn.Module):
         if x.shape[-1] != self.d_model:
             raise ValueError(f"x must have last dimension d_model={self.d_model}, got {x.shape[-1]}")
         src = x if context is None else check_tensor("context", context, ndim=3)
+        if context is not None:
+            if context.shape[0] != x.shape[0]:
+                raise ValueError(f"context must have the batch size of x ({x.shape[0]}), got {context.shape[0]} "
+                                 f"(shape {tuple(context.shape)}); expand a shared context explicitly")
+            if context.shape[-1] != self.k_proj.in_features:
+                raise ValueError(f"context must have last dimension d_context={self.k_proj.in_features}, "
+                                 f"got {context.shape[-1]}")
         q, k, v = self._split(self.q_proj(x)), self._split(self.k_proj(src)), self._split(self.v_proj(src))
         L, S = q.shape[-2], k.shape[-2]
         mask = None

@@ -67,7 +67,12 @@ class TransformerBlock(nn.Module):
         x = x + CrossAttention(LN(x), context)  # only when cross_attention=True (encoder-decoder)
         x = x + FFN(LN(x))                      # or a MixtureOfExperts when n_experts > 0
 
-    ``forward`` returns ``x`` or ``(x, self_attention_weights)`` when ``need_weights=True``.
+    ``forward`` returns ``x``, followed by the self-attention weights ``(B, n_heads, T, T)`` when
+    ``need_weights=True`` and the cross-attention weights ``(B, n_heads, T, S)`` when
+    ``need_cross_weights=True`` (so ``(x, w)`` with one of them, ``(x, w_self, w_cross)`` with both).
+    Asking for weights runs that attention on the explicit path, the same arithmetic as PyTorch's
+    fused kernel to float rounding. The captioner (chapter 10) and the translator (chapter 05)
+    read their cross-attention maps this way.
     """
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int | None = None, dropout: float = 0.0, *,
@@ -87,17 +92,25 @@ class TransformerBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, *, is_causal: bool = False,
                 key_padding_mask: torch.Tensor | None = None, context_padding_mask: torch.Tensor | None = None,
-                need_weights: bool = False):
+                need_weights: bool = False, need_cross_weights: bool = False):
+        if need_cross_weights and self.cross is None:
+            raise ValueError("need_cross_weights=True needs a block built with cross_attention=True")
         h = self.attn(self.ln_attn(x), is_causal=is_causal, key_padding_mask=key_padding_mask,
                       need_weights=need_weights)
         h, weights = h if need_weights else (h, None)
         x = x + self.drop(h)
+        cross_weights = None
         if self.cross is not None:
             if context is None:
                 raise ValueError("context must be given to a block built with cross_attention=True")
-            x = x + self.drop(self.cross(self.ln_cross(x), context, key_padding_mask=context_padding_mask))
+            h = self.cross(self.ln_cross(x), context, key_padding_mask=context_padding_mask,
+                           need_weights=need_cross_weights)
+            h, cross_weights = h if need_cross_weights else (h, None)
+            x = x + self.drop(h)
         x = x + self.ffn(self.ln_ffn(x))
-        return (x, weights) if need_weights else x
+        if not (need_weights or need_cross_weights):
+            return x
+        return (x,) + ((weights,) if need_weights else ()) + ((cross_weights,) if need_cross_weights else ())
 
 
 class MixtureOfExperts(nn.Module):

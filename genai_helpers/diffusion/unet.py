@@ -7,7 +7,8 @@
 
 Shapes: ``x`` ``(B, in_channels, H, W)`` with ``H, W`` divisible by ``2 ** (len(channels) - 1)``;
 ``t`` int64 ``(B,)``; ``context`` ``(B, L, d_text)``; ``context_mask`` bool ``(B, L)`` (True at real
-tokens); ``pooled`` ``(B, d_text)``. Output: predicted noise, the shape of ``x``.
+tokens); ``pooled`` ``(B, d_text)``. Output: predicted noise, the shape of ``x``. Every input
+must have the batch size ``B`` of ``x`` (a batch-1 prompt is refused, not broadcast).
 """
 from __future__ import annotations
 
@@ -127,6 +128,11 @@ class UNet(nn.Module):
         c = self.config
         check_tensor("x", x, ndim=4)
         check_tensor("context", context, ndim=3)
+        B = x.shape[0]
+        for name, value in (("t", t), ("context", context), ("context_mask", context_mask), ("pooled", pooled)):
+            if value is not None and (value.ndim == 0 or value.shape[0] != B):
+                raise ValueError(f"{name} must have the batch size of x ({B}), got shape {tuple(value.shape)}; "
+                                 "a batch-1 prompt is not broadcast: expand it explicitly")
         if x.shape[-1] % 2 ** (len(c.channels) - 1) or x.shape[-2] % 2 ** (len(c.channels) - 1):
             raise ValueError(f"x height and width must be divisible by {2 ** (len(c.channels) - 1)}, got {tuple(x.shape[-2:])}")
         emb = self.time_mlp(timestep_embedding(t, c.emb_dim))

@@ -192,14 +192,11 @@ class ViTEncoder(nn.Module):
 
 def block_with_cross_weights(block: TransformerBlock, x: torch.Tensor, context: torch.Tensor):
     """Run a cross-attention ``TransformerBlock`` (causal self-attention) and also return its
-    cross-attention weights ``(B, n_head, T, S)``: the same arithmetic as ``block(x, context,
-    is_causal=True)``, spelled out so the weights can be kept."""
-    if block.cross is None:
-        raise ValueError("block must be built with cross_attention=True")
-    x = x + block.drop(block.attn(block.ln_attn(x), is_causal=True))
-    h, weights = block.cross(block.ln_cross(x), context, need_weights=True)
-    x = x + block.drop(h)
-    return x + block.ffn(block.ln_ffn(x)), weights
+    cross-attention weights ``(B, n_head, T, S)``: ``block(x, context, is_causal=True,
+    need_cross_weights=True)``."""
+    if not isinstance(block, TransformerBlock) or block.cross is None:
+        raise ValueError("block must be a TransformerBlock built with cross_attention=True")
+    return block(x, context, is_causal=True, need_cross_weights=True)
 
 
 class CaptionDecoder(nn.Module):
@@ -242,7 +239,7 @@ class CaptionDecoder(nn.Module):
         maps = []
         for block in self.blocks:
             if need_weights:
-                x, w = block_with_cross_weights(block, x, memory)
+                x, w = block(x, memory, is_causal=True, need_cross_weights=True)
                 maps.append(w)
             else:
                 x = block(x, memory, is_causal=True)

@@ -179,8 +179,8 @@ class Seq2SeqTransformer(nn.Module):
         """Cross-attention weights of every decoder block: a list of ``(B, n_heads, T, S)`` tensors.
 
         Row t says which source tokens the decoder looked at while predicting target token t+1
-        (rows sum to 1 over the real source tokens). The decoder is re-run block by block with the
-        block's own sub-modules, asking its cross-attention for the weights.
+        (rows sum to 1 over the real source tokens). The decoder is re-run with every block
+        asked for its cross-attention weights (``need_cross_weights=True``).
         """
         src_mask = self.source_mask(src)
         memory = self.encode(src, src_mask)
@@ -188,10 +188,7 @@ class Seq2SeqTransformer(nn.Module):
         y = self._embed(self.tgt_embed, tgt_in)
         maps = []
         for block in self.decoder:
-            y = y + block.drop(block.attn(block.ln_attn(y), is_causal=True))
-            h, w = block.cross(block.ln_cross(y), memory, key_padding_mask=src_mask, need_weights=True)
-            y = y + block.drop(h)
-            y = y + block.ffn(block.ln_ffn(y))
+            y, w = block(y, memory, is_causal=True, context_padding_mask=src_mask, need_cross_weights=True)
             maps.append(w)
         return maps
 
@@ -202,11 +199,19 @@ class Seq2SeqTransformer(nn.Module):
         if max_len + 1 > self.config.max_len:
             raise ValueError(f"max_len must be < config.max_len ({self.config.max_len}), got {max_len}")
 
+    def _next_logits(self, ys: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
+        """Next-token logits ``(B, tgt_vocab)`` (float32) after the prefixes ``ys`` ``(B, t)``, with
+        ``<pad>`` set to ``-inf``: padding is never emitted (the loss never trained it as an output)."""
+        logits = self.decode(ys, memory, src_mask)[:, -1].float()
+        logits[:, self.config.pad_id] = float("-inf")
+        return logits
+
     @torch.no_grad()
     def greedy_decode(self, src: torch.Tensor, max_len: int = 64) -> list[list[int]]:
         """Pick the most probable token at every step, for a whole batch ``src`` ``(B, S)``.
 
-        Returns one id list per sentence, without ``<bos>`` and cut before ``<eos>``.
+        ``<pad>`` is never picked (as in :meth:`beam_decode`). Returns one id list per sentence,
+        without ``<bos>`` and cut before ``<eos>``.
         """
         self._check_decode_args(src, max_len)
         c = self.config
@@ -215,7 +220,7 @@ class Seq2SeqTransformer(nn.Module):
         ys = torch.full((src.shape[0], 1), c.bos_id, dtype=torch.long, device=src.device)
         done = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
         for _ in range(max_len):
-            nxt = self.decode(ys, memory, src_mask)[:, -1].argmax(-1)
+            nxt = self._next_logits(ys, memory, src_mask).argmax(-1)
             nxt = torch.where(done, torch.full_like(nxt, c.pad_id), nxt)
             ys = torch.cat([ys, nxt[:, None]], dim=1)
             done |= nxt == c.eos_id
@@ -252,9 +257,7 @@ class Seq2SeqTransformer(nn.Module):
 
         def step(ids: torch.Tensor) -> torch.Tensor:            # (beams, t) -> (beams, vocab)
             n = ids.shape[0]
-            logits = self.decode(ids, memory.expand(n, -1, -1), src_mask.expand(n, -1))[:, -1]
-            logits[:, self.config.pad_id] = float("-inf")       # never emit padding
-            return logits.float()
+            return self._next_logits(ids, memory.expand(n, -1, -1), src_mask.expand(n, -1))
 
         beams = beam_search(step, [self.config.bos_id], beam_width, max_len, eos_id=self.config.eos_id,
                             length_penalty=length_penalty, num_return=num_return)

@@ -3,9 +3,17 @@
 Token embedding + positional encoding -> ``n_layer`` pre-norm blocks -> LayerNorm -> tied output
 head. ``causal=True`` makes it a decoder-only (GPT-style, next-token) model; ``causal=False`` an
 encoder-only (BERT-style, masked-token) model. Chapter 04 adds the full GPT with a KV cache.
+
+Weights start with GPT-2's N(0, 0.02²) (:func:`genai_helpers.transformer.gpt2_init`, without the
+residual-projection scaling that the chapter 04 GPT adds). With ``positions="sinusoidal"`` the
+token vectors are multiplied by sqrt(n_embd) before the fixed table is added (Vaswani et al.
+2017, sec. 3.4), as in the GPT: otherwise the [-1, 1] table drowns std-0.02 embeddings.
+:meth:`TransformerLM.generate` is :func:`genai_helpers.sampling.generate` over
+:func:`genai_helpers.sampling.lm_step_fn`.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -14,8 +22,9 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from .._checks import check_positive_int, check_probability, check_tensor
+from .. import sampling
 from ..positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
-from ..transformer import TransformerBlock
+from ..transformer import TransformerBlock, gpt2_init
 
 
 @dataclass
@@ -60,14 +69,7 @@ class TransformerLM(nn.Module):
         self.head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
         self.head.weight = self.tok_emb.weight                       # weight tying
         self.gradient_checkpointing = False
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
+        gpt2_init(self)
 
     def set_gradient_checkpointing(self, enabled: bool = True) -> None:
         """Recompute each block's activations in the backward pass instead of storing them."""
@@ -92,7 +94,10 @@ class TransformerLM(nn.Module):
         T = idx.shape[1]
         if T > self.config.block_size and self.config.positions == "learned":
             raise ValueError(f"sequence length must be <= block_size={self.config.block_size}, got {T}")
-        x = self.drop(self.pos(self.tok_emb(idx)))
+        tokens = self.tok_emb(idx)
+        if self.config.positions == "sinusoidal":          # keep the token signal above the [-1, 1] table
+            tokens = tokens * math.sqrt(self.config.n_embd)
+        x = self.drop(self.pos(tokens))
         maps = []
         for block in self.blocks:
             kwargs = dict(is_causal=self.config.causal, key_padding_mask=key_padding_mask, need_weights=need_weights)
@@ -121,26 +126,19 @@ class TransformerLM(nn.Module):
                  generator: torch.Generator | None = None, suppress_tokens=()) -> torch.Tensor:
         """Append ``max_new_tokens`` tokens to ``idx`` ``(B, T)``; ``temperature=0`` is greedy.
 
-        ``suppress_tokens`` lists ids that are never produced (e.g. ``<unk>``).
+        ``suppress_tokens`` lists ids that are never produced (e.g. ``<unk>``). The loop is
+        :func:`genai_helpers.sampling.generate` over :func:`genai_helpers.sampling.lm_step_fn`
+        (context cropped to ``block_size``).
 
         No KV cache here (each step recomputes the whole context); chapter 09 measures the cache.
         """
         if not self.config.causal:
             raise ValueError("generate needs a causal (decoder-only) model; this one has causal=False")
         check_positive_int("max_new_tokens", max_new_tokens, minimum=0)
-        if temperature < 0:
+        if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not temperature >= 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
-        for _ in range(max_new_tokens):
-            logits = self(idx[:, -self.config.block_size:])[:, -1, :]
-            if suppress_tokens:
-                logits[:, list(suppress_tokens)] = float("-inf")
-            if temperature == 0:
-                nxt = logits.argmax(-1, keepdim=True)
-            else:
-                probs = torch.softmax(logits / temperature, dim=-1)
-                nxt = torch.multinomial(probs, 1, generator=generator)
-            idx = torch.cat([idx, nxt], dim=1)
-        return idx
+        step = sampling.lm_step_fn(self, suppress_tokens=suppress_tokens)
+        return sampling.generate(step, idx, max_new_tokens, generator=generator, temperature=temperature)
 
     def config_dict(self) -> dict:
         return asdict(self.config)

@@ -8,16 +8,33 @@ its own position, and attention masks out the unused tail of every slot. Active 
 packed at the front (a finished request's slot is filled by the last active one), so a step only
 touches ``cache[:active]``.
 
-Learned positions only (the GPT-2 layout the chapter trains). The engine reuses the model's own
-modules (``ln_1``, ``c_attn``, ``c_proj``, ``mlp``...); only the attention over ragged lengths is
-written here, and tests check its logits against ``model(...)``.
+Learned positions only (the GPT-2 layout the chapter trains). The engine runs the model's own
+blocks (:class:`genai_helpers.models.gpt.Block`), giving each an explicit attention mask and a
+slot store in place of a :class:`~genai_helpers.models.gpt.KVCache`: what is written here is only
+where each row's new key goes and which keys it may see. Tests check its logits against
+``model(...)``. Call ``model.eval()`` first (dropout would otherwise apply, as in ``model``).
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from .._checks import check_positive_int
+
+
+class _SlotStore:
+    """What a GPT block needs from a cache, over the engine's slots: ``update(layer, k, v)`` writes
+    each row's new key/value ``(A, H, 1, hd)`` at that row's own position and returns the keys and
+    values of the active slots ``(A, H, L, hd)`` (the unused tail is masked by the caller)."""
+
+    def __init__(self, engine: "BatchEngine", pos: torch.Tensor, L: int):
+        self.engine, self.pos, self.L = engine, pos, L
+        self.rows = torch.arange(pos.numel(), device=pos.device)
+
+    def update(self, layer: int, k_new: torch.Tensor, v_new: torch.Tensor):
+        A, e = self.rows.numel(), self.engine
+        e.k[layer][self.rows, :, self.pos] = k_new[:, :, 0]
+        e.v[layer][self.rows, :, self.pos] = v_new[:, :, 0]
+        return e.k[layer][:A, :, :self.L], e.v[layer][:A, :, :self.L]
 
 
 class BatchEngine:
@@ -71,23 +88,15 @@ class BatchEngine:
         pos = self.lengths[:A]
         if int(pos.max()) >= self.max_len:
             raise RuntimeError(f"a slot is full (max_len={self.max_len})")
-        tr, H, hd = self.model.transformer, self.cfg.n_head, self.cfg.head_dim
-        x = tr.wte(tokens) + tr.wpe(pos)                                   # (A, C)
-        rows = torch.arange(A, device=pos.device)
+        tr = self.model.transformer
+        x = (tr.wte(tokens) + tr.wpe(pos))[:, None]                       # (A, 1, C): one new token per slot
         L = int(pos.max()) + 1
         mask = (torch.arange(L, device=pos.device)[None, :] <= pos[:, None])[:, None, None, :]   # (A, 1, 1, L)
+        store = _SlotStore(self, pos, L)
         for layer, block in enumerate(tr.h):
-            h = block.ln_1(x)
-            q, k, v = block.attn.c_attn(h).split(self.cfg.n_embd, dim=-1)
-            q, k, v = (t.view(A, H, hd) for t in (q, k, v))
-            self.k[layer][rows, :, pos] = k                              # write each row at its own position
-            self.v[layer][rows, :, pos] = v
-            y = F.scaled_dot_product_attention(q[:, :, None], self.k[layer][:A, :, :L], self.v[layer][:A, :, :L],
-                                               attn_mask=mask)            # (A, H, 1, hd)
-            x = x + block.attn.c_proj(y.reshape(A, -1))
-            x = x + block.mlp(block.ln_2(x))
+            x = block(x, cache=store, layer=layer, attn_mask=mask)       # the model's own block
         self.lengths[:A] += 1
-        return self.model.lm_head(tr.ln_f(x))
+        return self.model.lm_head(tr.ln_f(x[:, 0]))
 
     def remove(self, slot: int) -> int | None:
         """Free ``slot``; the last active slot moves into it. Returns the moved slot's old index."""
