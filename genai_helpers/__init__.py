@@ -23,4 +23,12 @@ Organised by capability, not by chapter:
 __version__ = "0.1.0"
 
 from .runtime import get_device, is_smoke, pick, run_mode, seed_everything  # noqa: E402,F401
-from .notebook import record_result  # noqa: E402,F401
+
+
+def __getattr__(name):
+    # `from genai_helpers import record_result` (chapters record their headline numbers), imported
+    # lazily so that `python -m genai_helpers.notebook` does not import its own module twice.
+    if name == "record_result":
+        from .notebook import record_result
+        return record_result
+    raise AttributeError(f"module 'genai_helpers' has no attribute {name!r}")

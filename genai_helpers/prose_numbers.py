@@ -7,7 +7,8 @@ numbers in a notebook's Markdown cells that nothing in the notebook backs. A num
 - a stored output (stream text, ``text/plain``, HTML, Markdown, JSON, a widget's saved state),
   with rounding: ``0.81`` is backed by ``0.8123``, ``305`` by ``304.6``, ``2,300`` by ``2,304``
   (a round number from 1,000 up keeps at least two significant digits), ``81 %`` by ``0.81`` or ``81.2%``,
-  ``18x`` by ``18.3``, ``1e-4`` by ``1.2e-04``, ``860M`` by ``860,000,000``; signs are ignored
+  ``18x`` by ``18.3``, ``1e-4`` by ``1.2e-04``, ``860M`` by ``860,000,000``, ``210 GFLOP/s`` by
+  ``210e9``, ``12 MiB`` by ``12,582,912``; signs are ignored
   (prose says "down 0.3" for an output of ``-0.3``);
 - a code cell (a setting the prose repeats: "lr 5e-4", "2,000 steps");
 - a result the run recorded (``metadata.genai_book.results``, see
@@ -140,6 +141,7 @@ def numbers_in_prose(markdown: str, cell: int = 0, chapter: int | None = None) -
         percent = bool(re.match(r"\s?(?:%|percent\b|per cent\b)", after))
         mult_m = re.match(r"\s?[x×]\b|[x×](?!\w)", after)
         suffix = re.match(r"([kKMBGT])(?![A-Za-z])", after)
+        unit = re.match(r"\s?([kKMGTP])(i?)(?=B\b|B/s|FLOP|bit|byte|Hz|param|token)", after)
         word = re.match(r"\s(thousand|million|billion|trillion)\b", after)
         if not percent and not exp and not frac and (value <= SMALL_INT or 1900 <= value <= 2100):
             continue
@@ -155,6 +157,9 @@ def numbers_in_prose(markdown: str, cell: int = 0, chapter: int | None = None) -
         multipliers = (1.0,)
         if suffix:
             multipliers = (1.0, _SUFFIX[suffix.group(1)])
+        elif unit:
+            power = "kMGTP".index(unit.group(1).replace("K", "k")) + 1
+            multipliers = (1.0, float(1024 ** power if unit.group(2) else 1000 ** power))
         elif word:
             multipliers = (1.0, _WORD_MULT[word.group(1)])
         literal = literal_num

@@ -50,6 +50,9 @@ def unbacked(prose, output="", **kw):
     ("The gap is 1e-4.", "diff 1.2e-04"),                       # scientific notation
     ("A 860M-parameter U-Net.", "params: 860,012,345"),         # a magnitude suffix
     ("About 1.2 million steps.", "1,204,000 steps"),
+    ("A peak of 210 GFLOP/s.", "peak = 210e9"),                 # an SI prefix on a unit
+    ("It keeps 12 MiB.", "12582912 bytes"),                     # ... binary
+
     ("The loss fell by 0.30.", "delta -0.297"),                 # signs are ignored
     ("Train for 2,000 steps.", ""),                             # (setting in the code cell below)
 ])
