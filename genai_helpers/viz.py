@@ -1,17 +1,149 @@
-"""Figures for reading: attention heatmaps, image grids, live loss plots, sweep players, diagrams.
+"""Figures for reading: the book's style, attention heatmaps, image grids, live loss plots, sweep
+players that work offline, log axes, diagrams.
 
 Everything returns a matplotlib ``Figure`` (or an ``IPython.display.HTML`` player) built with the
 object-oriented API, so nothing is drawn twice in a notebook and figures are easy to test.
+
+Importing this module applies the book's figure style once (:func:`use_book_style`): constrained
+layout (titles never overlap), light grid lines on plots but never over images or heatmaps,
+pixel-exact images. Players (:func:`sweep_player`, :func:`jshtml`) draw their own buttons, so they
+work on the static site, in JupyterLab offline and on Colab; :func:`offline_jshtml` fixes the
+output of a plain ``Animation.to_jshtml()`` the same way, and ``genai_helpers.notebook.execute``
+applies it to every stored output (:func:`offline_notebook_outputs`).
 """
 from __future__ import annotations
 
+import math
+import re
 import time
 from typing import Callable, Sequence
 
+import matplotlib
 import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import QuadMesh
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+# --------------------------------------------------------------------------------------------
+# The book's style, set in one place
+# --------------------------------------------------------------------------------------------
+
+# matplotlib settings every chapter figure uses (applied on import by use_book_style()).
+BOOK_STYLE = {
+    "figure.dpi": 90,                        # inline figures: readable, notebooks stay small
+    "figure.constrained_layout.use": True,   # titles, labels and colorbars never overlap
+    "axes.grid": True,                       # light grid on plots ...
+    "grid.alpha": 0.3,
+    "axes.titlesize": "medium",
+    "image.interpolation": "nearest",        # ... and pixels shown as pixels, never a grid over them
+    "legend.fontsize": "small",
+}
+PLAYER_DPI = 100  # frames of sweep_player / jshtml: sharp enough to read tick labels
+
+
+def use_book_style() -> None:
+    """Apply :data:`BOOK_STYLE` to ``matplotlib.rcParams`` and, inside IPython, hide grid lines
+    over images when a figure is displayed (:func:`without_grid_over_images`).
+
+    Called when ``genai_helpers.viz`` is imported; calling it again is harmless. A chapter that
+    sets its own ``rcParams`` afterwards (for example ``axes.grid``) still gets images without a
+    grid, because the rule is applied when the figure is shown.
+    """
+    matplotlib.rcParams.update(BOOK_STYLE)
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return
+    shell = get_ipython()
+    if shell is not None:
+        _install_display_rule(shell)
+
+
+def without_grid_over_images(fig: Figure) -> Figure:
+    """Turn grid lines off on every axes of ``fig`` that shows an image or a heatmap
+    (``imshow``, ``matshow``, ``pcolormesh``, ``hist2d``): a grid over pixels hides them.
+    Returns ``fig`` (changed in place)."""
+    for ax in fig.axes:
+        if ax.images or any(isinstance(c, QuadMesh) for c in ax.collections):
+            ax.grid(False)
+    return fig
+
+
+_HOOKED_SHELLS: set[int] = set()
+
+
+def _install_display_rule(shell) -> None:
+    """Wrap IPython's display formatters for ``Figure`` so every shown figure passes through
+    :func:`without_grid_over_images` first. ``%matplotlib inline`` (or the first pyplot import)
+    re-registers IPython's own formatters, so the wrap is renewed before each cell runs."""
+    _wrap_figure_formatters(shell)
+    if id(shell) not in _HOOKED_SHELLS:
+        _HOOKED_SHELLS.add(id(shell))
+        shell.events.register("pre_run_cell", lambda info=None: _wrap_figure_formatters(shell))
+
+
+def _wrap_figure_formatters(shell) -> None:
+    for formatter in shell.display_formatter.formatters.values():
+        try:
+            show = formatter.lookup_by_type(Figure)
+        except (KeyError, AttributeError):
+            continue
+        if getattr(show, "_genai_book_rule", False):
+            continue
+
+        def show_without_grid_over_images(fig, _show=show):
+            return _show(without_grid_over_images(fig))
+
+        show_without_grid_over_images._genai_book_rule = True
+        formatter.for_type(Figure, show_without_grid_over_images)
+
+
+def _decade_label(value: float, pos=None) -> str:
+    """``0.001`` ... ``10000`` written out, ``10^k`` beyond; empty for a tick that is not a decade."""
+    if not value > 0:
+        return ""
+    k = round(math.log10(value))
+    if not math.isclose(value, 10.0 ** k, rel_tol=1e-6):
+        return ""
+    return f"{10.0 ** k:g}" if -3 <= k <= 4 else f"$10^{{{k}}}$"
+
+
+def log_axis(ax, axis: str = "y", values=None, *, min_decades: float = 1.0) -> bool:
+    """Put ``axis`` (``"x"`` or ``"y"``) of ``ax`` on a base-10 log scale, but only when its data
+    span at least ``min_decades`` decades (largest / smallest positive value >= 10 ** min_decades).
+
+    A log axis over less than a decade shows no labelled tick at all, so such data keep a linear
+    axis. Major ticks sit on decades and read ``0.01, 0.1, 1, 10, 100, 1000`` (``10^k`` beyond
+    ``10^-3 .. 10^4``); minor ticks (2..9 x each decade) are unlabelled.
+
+    ``values``: the data to measure (any array-like); by default the data already plotted on
+    ``ax``. Returns True when the log scale was applied. Used for loss curves, latencies and
+    sweeps over powers of two (chapters 01, 02, 09, 11).
+    """
+    if axis not in ("x", "y"):
+        raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
+    if not (isinstance(min_decades, (int, float)) and min_decades > 0):
+        raise ValueError(f"min_decades must be a number > 0, got {min_decades!r}")
+    if values is None:
+        lo, hi = ax.dataLim.intervalx if axis == "x" else ax.dataLim.intervaly
+        data = np.array([lo, hi], dtype=float)
+    else:
+        data = _as_numpy(values).astype(float).ravel()
+    data = data[np.isfinite(data)]
+    positive = data[data > 0]
+    if positive.size == 0:
+        raise ValueError(f"log_axis needs positive finite data on the {axis} axis (plot first, or pass values=)")
+    if math.log10(positive.max() / positive.min()) < min_decades:
+        return False
+    getattr(ax, f"set_{axis}scale")("log", base=10)
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_locator(LogLocator(base=10, numticks=12))
+    target.set_major_formatter(FuncFormatter(_decade_label))
+    target.set_minor_locator(LogLocator(base=10, subs=tuple(range(2, 10)), numticks=12))
+    target.set_minor_formatter(NullFormatter())
+    return True
 
 
 def in_notebook() -> bool:
@@ -166,13 +298,104 @@ class LiveLossPlot:
             self.handle.update(self.fig)
 
 
+# --------------------------------------------------------------------------------------------
+# Players that work offline
+# --------------------------------------------------------------------------------------------
+
+# matplotlib's player (Animation.to_jshtml) draws its buttons with Font Awesome 4 icons
+# (<i class="fa fa-play">) and links the font from a CDN, so offline its buttons are blank.
+# The book draws them as inline SVG (16 x 16 view box, filled with the button's text colour).
+_ICON_PATHS = {
+    "minus": "M2 6.5h12v3H2z",
+    "plus": "M6.5 2h3v4.5H14v3H9.5V14h-3V9.5H2v-3h4.5z",
+    "play": "M4 2l10 6-10 6z",
+    "play-reverse": "M12 2L2 8l10 6z",
+    "pause": "M3 2h4v12H3zM9 2h4v12H9z",
+    "step-forward": "M2 2l9 6-9 6zM11 2h3v12h-3z",
+    "step-backward": "M14 2L5 8l9 6zM2 2h3v12H2z",
+    "fast-forward": "M1 2l6 6-6 6zM7 2l6 6-6 6zM13 2h2v12h-2z",
+    "fast-backward": "M15 2L9 8l6 6zM9 2L3 8l6 6zM1 2h2v12H1z",
+}
+_FONT_AWESOME_LINK = re.compile(r"<link\b[^>]*font-awesome[^>]*>[ \t]*\n?", re.IGNORECASE)
+_FONT_AWESOME_ICON = re.compile(r'<i class="fa fa-([a-z-]+)((?: fa-[a-z-]+)*)"\s*>\s*</i>')
+_PLAYER_MARK = 'class="anim-buttons"'
+
+
+def _icon_svg(name: str) -> str:
+    return ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16" width="14" height="14" '
+            'aria-hidden="true" focusable="false" style="vertical-align: middle">'
+            f'<path fill="currentColor" d="{_ICON_PATHS[name]}"/></svg>')
+
+
+def offline_jshtml(html: str) -> str:
+    """Make a matplotlib ``Animation.to_jshtml()`` player work with no network.
+
+    Removes the ``<link>`` to Font Awesome on a CDN and draws each button's icon as inline SVG,
+    so the play, pause and step buttons show on the offline site, in JupyterLab without network
+    and on Colab. HTML that is not a matplotlib player is returned unchanged, and so is a player
+    already converted (the function is idempotent). ``html``: the player's HTML string.
+    Raises ``ValueError`` naming an icon it cannot draw (a newer matplotlib template).
+    """
+    if not isinstance(html, str):
+        raise TypeError(f"html must be a str (the output of Animation.to_jshtml()), got {type(html).__name__}")
+    if _PLAYER_MARK not in html:
+        return html
+
+    def icon(m: re.Match) -> str:
+        name, modifiers = m.group(1), m.group(2).split()
+        if name == "play" and "fa-flip-horizontal" in modifiers:
+            name = "play-reverse"
+        if name not in _ICON_PATHS:
+            raise ValueError(f"offline_jshtml: no drawing for the player icon fa-{name}; "
+                             f"known: {sorted(_ICON_PATHS)}")
+        return _icon_svg(name)
+
+    html = _FONT_AWESOME_ICON.sub(icon, html)
+    return _FONT_AWESOME_LINK.sub("", html)
+
+
+def jshtml(anim, *, default_mode: str = "once") -> str:
+    """``anim.to_jshtml()`` made to work offline (:func:`offline_jshtml`): the HTML of a player
+    with every frame embedded, a frame slider and drawn buttons. ``default_mode``: ``"once"``,
+    ``"loop"`` or ``"reflect"``. Wrap it in ``IPython.display.HTML`` to show it."""
+    if default_mode not in ("once", "loop", "reflect"):
+        raise ValueError(f"default_mode must be 'once', 'loop' or 'reflect', got {default_mode!r}")
+    return offline_jshtml(anim.to_jshtml(default_mode=default_mode))
+
+
+def offline_notebook_outputs(nb) -> int:
+    """Apply :func:`offline_jshtml` to every ``text/html`` output of the notebook ``nb`` (an
+    ``nbformat`` node, changed in place); return how many outputs changed.
+
+    ``genai_helpers.notebook.execute`` calls it before saving, so a chapter's players work
+    offline even when a cell calls ``Animation.to_jshtml()`` directly. Code cells are not
+    touched, so the notebook's code hash (the stale-output check) does not change.
+    """
+    changed = 0
+    for cell in nb.cells:
+        if cell.get("cell_type") != "code":
+            continue
+        for output in cell.get("outputs", []):
+            data = output.get("data") or {}
+            html = data.get("text/html")
+            if html is None:
+                continue
+            text = html if isinstance(html, str) else "".join(html)
+            fixed = offline_jshtml(text)
+            if fixed != text:
+                data["text/html"] = fixed if isinstance(html, str) else fixed.splitlines(keepends=True)
+                changed += 1
+    return changed
+
+
 def sweep_player(values: Sequence, draw: Callable[[Figure, object], None], *, figsize=(6.0, 4.0),
-                 interval_ms: int = 600, label: str | None = None, dpi: int = 72):
+                 interval_ms: int = 600, label: str | None = None, dpi: int = PLAYER_DPI):
     """Turn a parameter sweep into an HTML player with play controls and a frame slider.
 
     ``draw(fig, value)`` draws one frame onto a cleared figure. This is the static-site twin of an
-    ipywidgets slider: every frame is precomputed (``Animation.to_jshtml``), so it works with no
-    kernel and no network. Frames are stored at ``dpi`` to keep notebooks small.
+    ipywidgets slider: every frame is precomputed (:func:`jshtml`), so it works with no kernel and
+    no network. ``figsize`` in inches; frames are stored at ``dpi`` (default 100, the book's
+    minimum for readable labels; 30..300 accepted); ``interval_ms`` between frames when playing.
     Returns ``IPython.display.HTML``.
     """
     from IPython.display import HTML
@@ -183,19 +406,23 @@ def sweep_player(values: Sequence, draw: Callable[[Figure, object], None], *, fi
         raise ValueError("values must contain at least one setting")
     if not callable(draw):
         raise TypeError("draw must be callable: draw(fig, value)")
+    if not (isinstance(dpi, (int, float)) and 30 <= dpi <= 300):
+        raise ValueError(f"dpi must be a number in [30, 300], got {dpi!r}")
+    if not (isinstance(interval_ms, int) and interval_ms >= 1):
+        raise ValueError(f"interval_ms must be an int >= 1 (milliseconds), got {interval_ms!r}")
     fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
 
     def frame(i):
         fig.clear()
         draw(fig, values[i])
+        without_grid_over_images(fig)
         if label:
             fig.text(0.01, 0.01, f"{label} = {values[i]}", fontsize=9, color="0.3")
         return []
 
     anim = FuncAnimation(fig, frame, frames=len(values), interval=interval_ms, blit=False)
-    html = anim.to_jshtml(default_mode="once")
-    return HTML(html)
+    return HTML(jshtml(anim, default_mode="once"))
 
 
 def pipeline_diagram(stages: Sequence[str], *, title: str | None = None, notes: Sequence[str] | None = None):
@@ -219,3 +446,6 @@ def pipeline_diagram(stages: Sequence[str], *, title: str | None = None, notes: 
     if title:
         ax.set_title(title, fontsize=11)
     return fig
+
+
+use_book_style()

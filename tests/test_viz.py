@@ -1,6 +1,7 @@
 """Figures: heatmaps, grids, diagrams and the static-site sweep player."""
 import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -51,3 +52,200 @@ def test_pipeline_diagram_draws_every_stage():
     fig = viz.pipeline_diagram(["a", "b", "c"], notes=["1", "", "3"])
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert {"a", "b", "c", "1", "3"} <= set(texts)
+
+
+# ---- players that work offline (issue 13, part 1) ------------------------------------------
+
+def _matplotlib_player(frames: int = 2) -> str:
+    """The HTML of a plain ``Animation.to_jshtml()`` player (what a chapter cell would store)."""
+    from matplotlib.animation import FuncAnimation
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(2, 1), dpi=40)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    return FuncAnimation(fig, lambda i: ax.plot([0, 1], [0, i]), frames=frames).to_jshtml()
+
+
+def test_offline_jshtml_drops_the_cdn_stylesheet_and_draws_all_nine_buttons():
+    raw = _matplotlib_player()
+    assert "maxcdn.bootstrapcdn.com" in raw and raw.count('<i class="fa fa-') == 9  # the bug
+    fixed = viz.offline_jshtml(raw)
+    assert "font-awesome" not in fixed and "<link" not in fixed and 'class="fa' not in fixed
+    assert fixed.count("<svg") == 9 and fixed.count('fill="currentColor"') == 9
+    # Only the icons and the link change: buttons, slider, frames and script are all still there.
+    assert fixed.count("<button") == raw.count("<button") == 9
+    assert re.findall(r"data:image/png;base64,[^\"]+", fixed) == re.findall(r"data:image/png;base64,[^\"]+", raw)
+    assert fixed.count("onclick=") == raw.count("onclick=") and 'type="range"' in fixed
+    assert viz.offline_jshtml(fixed) == fixed                       # idempotent
+    # The reverse-play button gets its own (mirrored) icon, not the play icon.
+    icons = re.findall(r'<path fill="currentColor" d="([^"]+)"', fixed)
+    assert len(set(icons)) == 9
+
+
+def test_offline_jshtml_leaves_other_html_alone_and_checks_its_input():
+    other = '<link rel="stylesheet" href="https://example.org/font-awesome.css"><i class="fa fa-play"></i>'
+    assert viz.offline_jshtml(other) == other                       # not a matplotlib player
+    with pytest.raises(TypeError, match="html"):
+        viz.offline_jshtml(b"<div></div>")
+    unknown = '<div class="anim-buttons"><button><i class="fa fa-rocket"></i></button></div>'
+    with pytest.raises(ValueError, match="fa-rocket"):
+        viz.offline_jshtml(unknown)
+
+
+def test_sweep_player_is_offline_and_stores_frames_at_100_dpi():
+    import base64
+    import io
+
+    from PIL import Image
+
+    html = viz.sweep_player([1, 2], lambda fig, v: fig.add_subplot().plot([0, v]), figsize=(2, 1.5)).data
+    assert "maxcdn" not in html and "font-awesome" not in html and html.count("<svg") == 9
+    first = re.search(r"data:image/png;base64,([^\"]+)", html).group(1)
+    with Image.open(io.BytesIO(base64.b64decode(first))) as frame:
+        assert frame.size == (200, 150)                             # 2 x 1.5 inches at 100 dpi
+    assert viz.PLAYER_DPI >= 100
+    with pytest.raises(ValueError, match="dpi"):
+        viz.sweep_player([1], lambda fig, v: None, dpi=1000)
+    with pytest.raises(ValueError, match="interval_ms"):
+        viz.sweep_player([1], lambda fig, v: None, interval_ms=0)
+
+
+def test_jshtml_helper_converts_and_validates_the_mode():
+    from matplotlib.animation import FuncAnimation
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(1, 1), dpi=30)
+    FigureCanvasAgg(fig)
+    anim = FuncAnimation(fig, lambda i: [], frames=2)
+    html = viz.jshtml(anim, default_mode="loop")
+    assert "font-awesome" not in html and re.search(r'value="loop"[^>]*\n?\s*checked', html)
+    with pytest.raises(ValueError, match="default_mode"):
+        viz.jshtml(anim, default_mode="bounce")
+
+
+def test_offline_notebook_outputs_fixes_every_player_and_keeps_the_code_hash():
+    import nbformat
+
+    from genai_helpers.notebook import code_sha256
+
+    raw = _matplotlib_player()
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("A player: <i class=\"fa fa-play\"></i>"),
+        nbformat.v4.new_code_cell("HTML(anim.to_jshtml())", outputs=[
+            nbformat.v4.new_output("display_data", data={"text/html": raw, "text/plain": "<HTML>"})]),
+        nbformat.v4.new_code_cell("anim", outputs=[
+            nbformat.v4.new_output("execute_result", data={"text/html": raw.splitlines(keepends=True)},
+                                   execution_count=2),
+            nbformat.v4.new_output("stream", name="stdout", text="done\n")]),
+    ])
+    before_hash, markdown = code_sha256(nb), nb.cells[0].source
+    assert viz.offline_notebook_outputs(nb) == 2
+    assert code_sha256(nb) == before_hash and nb.cells[0].source == markdown
+    assert "font-awesome" not in nb.cells[1].outputs[0].data["text/html"]
+    lines = nb.cells[2].outputs[0].data["text/html"]
+    assert isinstance(lines, list) and "font-awesome" not in "".join(lines)
+    assert viz.offline_notebook_outputs(nb) == 0                    # nothing left to fix
+
+
+def test_stored_chapter_players_load_nothing_from_the_network():
+    """Every stored player of every chapter draws its own buttons (no Font Awesome from a CDN)."""
+    from pathlib import Path
+
+    notebooks = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+    assert notebooks
+    bad = [nb.name for nb in notebooks if "bootstrapcdn.com/font-awesome" in nb.read_text(encoding="utf-8")]
+    assert not bad, f"players linking Font Awesome from a CDN in {bad}: run tools/offline_players.py"
+
+
+# ---- the book's figure style (issue 13, part 7) --------------------------------------------
+
+def test_book_style_is_applied_on_import():
+    import matplotlib
+
+    viz.use_book_style()
+    for key, value in viz.BOOK_STYLE.items():
+        assert matplotlib.rcParams[key] == value, key
+    assert matplotlib.rcParams["figure.constrained_layout.use"]        # titles never overlap
+    from matplotlib.figure import Figure
+
+    assert type(Figure().get_layout_engine()).__name__ == "ConstrainedLayoutEngine"
+
+
+def _grid_visible(ax) -> bool:
+    return any(line.get_visible() for line in ax.xaxis.get_gridlines() + ax.yaxis.get_gridlines())
+
+
+def test_no_grid_over_images_or_heatmaps_but_plots_keep_theirs():
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    ax_img, ax_mesh, ax_plot = fig.subplots(1, 3)
+    for ax in (ax_img, ax_mesh, ax_plot):
+        ax.grid(True)
+    ax_img.imshow(np.eye(4))
+    ax_mesh.pcolormesh(np.eye(4))
+    ax_plot.plot([0, 1], [1, 0])
+    assert viz.without_grid_over_images(fig) is fig
+    assert not _grid_visible(ax_img) and not _grid_visible(ax_mesh) and _grid_visible(ax_plot)
+    # The book's own heatmap never draws a grid, whatever rcParams say.
+    assert not _grid_visible(viz.attention_heatmap(torch.eye(3)).axes[0])
+
+
+def test_display_rule_removes_grids_when_ipython_shows_a_figure():
+    """In a notebook, figures are shown through IPython's display formatters: viz wraps the one
+    for Figure (and renews the wrap before each cell, since %matplotlib inline replaces it)."""
+    from types import SimpleNamespace
+
+    from IPython.core.formatters import DisplayFormatter
+    from matplotlib.figure import Figure
+
+    shown = []
+    formatters = DisplayFormatter()
+    png = formatters.formatters["image/png"]
+    ipython_own = lambda fig: shown.append(fig) or b"png"  # noqa: E731
+    png.for_type(Figure, ipython_own)
+    callbacks = []
+    shell = SimpleNamespace(display_formatter=formatters,
+                            events=SimpleNamespace(register=lambda name, fn: callbacks.append((name, fn))))
+    viz._install_display_rule(shell)
+    viz._install_display_rule(shell)                                   # idempotent
+    assert [name for name, _ in callbacks] == ["pre_run_cell"]
+    fig = Figure()
+    ax = fig.add_subplot()
+    ax.grid(True)
+    ax.imshow(np.eye(3))
+    assert png(fig) == b"png" and shown == [fig] and not _grid_visible(ax)
+    png.for_type(Figure, ipython_own)                                  # what %matplotlib inline does
+    callbacks[0][1](None)                                              # before the next cell
+    assert getattr(png.lookup_by_type(Figure), "_genai_book_rule", False)
+
+
+def test_log_axis_only_over_decades_with_readable_ticks():
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    ax = fig.add_subplot()
+    ax.plot([1, 2, 3], [0.01, 1.0, 1000.0])
+    assert viz.log_axis(ax, "y") is True and ax.get_yscale() == "log"
+    ax.set_ylim(0.01, 1000)
+    labels = [label.get_text() for loc, label in zip(ax.get_yticks(), ax.get_yticklabels())
+              if 0.01 <= loc <= 1000]
+    assert labels == ["0.01", "0.1", "1", "10", "100", "1000"], labels
+    assert all(not t.get_text() for t in ax.yaxis.get_minorticklabels())
+    # Less than a decade: stays linear (a log axis there would show no labelled tick).
+    ax2 = Figure().add_subplot()
+    ax2.plot([1, 2], [2.0, 9.0])
+    assert viz.log_axis(ax2, "y") is False and ax2.get_yscale() == "linear"
+    assert viz.log_axis(ax2, "x", values=[2, 4, 8, 16, 32, 64]) is True and ax2.get_xscale() == "log"
+    # Far from 1: powers of ten in TeX.
+    assert viz._decade_label(1e-6) == "$10^{-6}$" and viz._decade_label(1e5) == "$10^{5}$"
+    assert viz._decade_label(3.0) == ""
+    with pytest.raises(ValueError, match="axis"):
+        viz.log_axis(ax, "z")
+    with pytest.raises(ValueError, match="positive"):
+        viz.log_axis(Figure().add_subplot(), "y", values=[-1, 0])
+    with pytest.raises(ValueError, match="min_decades"):
+        viz.log_axis(ax, "y", min_decades=0)

@@ -28,6 +28,7 @@ Environment:
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import shutil
@@ -56,6 +57,10 @@ def chapter_pages() -> list[str]:
 CHAPTERS = chapter_pages()
 # The pages opened in the browser, with the name their screenshots are saved under.
 BROWSER_PAGES = {INTRO: "intro", **{page: Path(page).stem for page in CHAPTERS}}
+# The pages whose network requests are checked in the browser: all that were built.
+NETWORK_PAGES = sorted(set(BROWSER_PAGES) | {
+    p.relative_to(SITE_DIR).as_posix() for p in SITE_DIR.rglob("*.html")
+    if "_static" not in p.relative_to(SITE_DIR).parts})
 
 MIN_VISIBLE_CHARS = 300  # the intro has a few thousand; a page that failed to render has ~0
 BROWSER_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -228,18 +233,77 @@ def find_undrawn_widgets(soup: BeautifulSoup) -> list[str]:
     return problems
 
 
-def find_network_assets(soup: BeautifulSoup) -> list[str]:
-    """Scripts and stylesheets in the page head that come from the network instead of _static/."""
+# <link rel=...> values that make the browser fetch something (canonical, alternate, next, ...
+# are only references).
+LOADING_RELS = {"stylesheet", "preload", "modulepreload", "prefetch", "preconnect", "dns-prefetch",
+                "prerender", "icon", "apple-touch-icon", "mask-icon", "manifest"}
+# Elements and the attributes through which they load a resource.
+LOADING_ATTRS = {
+    "script": ("src",), "img": ("src", "srcset"), "source": ("src", "srcset"), "video": ("src", "poster"),
+    "audio": ("src",), "track": ("src",), "iframe": ("src",), "frame": ("src",), "embed": ("src",),
+    "object": ("data",), "input": ("src",), "image": ("href", "xlink:href"), "use": ("href", "xlink:href"),
+    "feimage": ("href", "xlink:href"),
+}
+CSS_URL = re.compile(r"""url\(\s*(['"]?)([^'")]+)\1\s*\)""", re.IGNORECASE)
+CSS_IMPORT = re.compile(r"""@import\s+(?:url\(\s*)?(['"]?)([^'")\s;]+)\1""", re.IGNORECASE)
+
+
+def _urls_in_srcset(value: str) -> list[str]:
+    return [part.split()[0] for part in value.split(",") if part.split()]
+
+
+def find_outside_loads_in_css(css: str) -> list[str]:
+    """``@import`` and ``url(...)`` in a stylesheet that point outside the site (a web font, an
+    image or another stylesheet from a CDN)."""
     problems = []
-    head = soup.head or soup
-    for el in head.find_all(["script", "link"]):
-        url = el.get("src") if el.name == "script" else el.get("href")
-        rel = " ".join(el.get("rel") or [])
-        if el.name == "link" and not re.search(r"stylesheet|preload|modulepreload|icon", rel):
-            continue
-        if url and is_remote(url):
-            problems.append(f"<{el.name}> loads {url} from the network")
+    for pattern, what in ((CSS_IMPORT, "@import"), (CSS_URL, "url()")):
+        for m in pattern.finditer(css):
+            if is_remote(m.group(2).strip()):
+                problems.append(f"CSS {what} loads {m.group(2).strip()} from the network")
     return problems
+
+
+def find_network_assets(soup: BeautifulSoup) -> list[str]:
+    """Everything in the page that the browser would fetch from outside the site: stylesheets,
+    preloads and icons (``<link>``), scripts, images, media, frames, SVG ``<image>``/``<use>``,
+    and ``@import``/``url()`` in ``<style>`` blocks and ``style=`` attributes. Links a reader
+    clicks (``<a href>``, the Colab and repository buttons) are not loads and are allowed."""
+    problems = []
+    for el in soup.find_all(True):
+        name = el.name.lower()
+        if name == "link":
+            rels = {r.lower() for r in (el.get("rel") or [])}
+            if rels & LOADING_RELS and is_remote(el.get("href") or ""):
+                problems.append(f"<link rel={' '.join(sorted(rels))}> loads {el['href']} from the network")
+            continue
+        for attr in LOADING_ATTRS.get(name, ()):
+            value = (el.get(attr) or "").strip()
+            urls = _urls_in_srcset(value) if attr == "srcset" else [value]
+            problems += [f"<{name} {attr}> loads {u} from the network" for u in urls if u and is_remote(u)]
+        if el.get("style"):
+            problems += [f"<{name} style> {p}" for p in find_outside_loads_in_css(el["style"])]
+        if name == "style":
+            problems += [f"<style> {p}" for p in find_outside_loads_in_css(el.get_text())]
+    return problems
+
+
+def local_stylesheets(soup: BeautifulSoup, page: Path) -> set[Path]:
+    """The local CSS files a page loads, with the files they ``@import`` (recursively)."""
+    todo = [(page.parent / unquote(urlsplit(link["href"]).path)).resolve()
+            for link in soup.find_all("link", href=True)
+            if "stylesheet" in (link.get("rel") or []) and not urlsplit(link["href"]).scheme
+            and not link["href"].startswith("//")]
+    seen: set[Path] = set()
+    while todo:
+        css = todo.pop()
+        if css in seen or not css.is_file():
+            continue
+        seen.add(css)
+        for m in CSS_IMPORT.finditer(css.read_text(encoding="utf-8", errors="replace")):
+            url = m.group(2).strip()
+            if not urlsplit(url).scheme and not url.startswith("//"):
+                todo.append((css.parent / unquote(urlsplit(url).path)).resolve())
+    return seen
 
 
 def find_missing_local_assets(soup: BeautifulSoup, page: Path) -> list[str]:
@@ -283,23 +347,60 @@ def find_browser() -> str | None:
     return None
 
 
+# URL -> the requests its page made to the network (filled by every dump_dom call).
+NETWORK_REQUESTS: dict[str, list[str]] = {}
+
+
 def run_browser(browser: str, url: str, *args: str, window=WINDOW) -> str:
-    """Run headless Chromium on ``url`` with a fresh profile; return its stdout."""
+    """Run headless Chromium on ``url`` with a fresh profile; return its stdout.
+
+    Chromium's network log (``--log-net-log``) is kept: :func:`outside_requests` reads from it
+    what the page asked the network for, and ``NETWORK_REQUESTS[url]`` records the answer.
+    """
     with tempfile.TemporaryDirectory(prefix="genai-chromium-") as profile:
-        cmd = [browser, *BROWSER_FLAGS, f"--user-data-dir={profile}",
+        netlog = Path(profile) / "netlog.json"
+        cmd = [browser, *BROWSER_FLAGS, f"--user-data-dir={profile}", f"--log-net-log={netlog}",
                f"--window-size={window[0]},{window[1]}", *args, url]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BROWSER_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             pytest.fail(f"Chromium did not finish within {BROWSER_TIMEOUT_S} s on {url}")
+        if proc.returncode == 0:
+            NETWORK_REQUESTS[url] = outside_requests(netlog)
     if proc.returncode != 0:
         pytest.fail(f"Chromium exited with {proc.returncode} on {url}:\n{proc.stderr[-2000:]}")
     return proc.stdout
 
 
-def dump_dom(browser: str, path: Path, query: str = "") -> BeautifulSoup:
+def outside_requests(netlog: Path) -> list[str]:
+    """URLs that a local page asked the network for, read from a Chromium NetLog.
+
+    Counts every URL request (http, https, ws, wss) whose network isolation key is a local file
+    (``file://``), that is, one made for the page: a stylesheet, script, font, image, fetch or
+    XHR, blocked or not (``--host-resolver-rules`` makes them all fail). The browser's own
+    background requests (update checks, clock) are keyed otherwise and not counted.
+    """
+    if not netlog.is_file():
+        pytest.fail(f"Chromium wrote no network log to {netlog}")
+    text = netlog.read_text(encoding="utf-8", errors="replace")
+    try:
+        log = json.loads(text)
+    except json.JSONDecodeError:  # a log cut short: close the event list
+        log = json.loads(text.rstrip().rstrip(",") + "]}")
+    start_job = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
+    urls = []
+    for event in log.get("events", []):
+        params = event.get("params") or {}
+        url = params.get("url", "")
+        if (event.get("type") == start_job and urlsplit(url).scheme in ("http", "https", "ws", "wss")
+                and "file://" in params.get("network_isolation_key", "")):
+            urls.append(url)
+    return sorted(set(urls))
+
+
+def dump_dom(browser: str, path: Path, query: str = "", *args: str) -> BeautifulSoup:
     url = path.as_uri() + (f"?{query}" if query else "")
-    html = run_browser(browser, url, "--dump-dom")
+    html = run_browser(browser, url, "--dump-dom", *args)
     if "<html" not in html.lower():
         pytest.fail(f"Chromium returned no DOM for {url} (stdout: {html[:300]!r})")
     return parse(html)
@@ -393,6 +494,134 @@ def test_chapter_01_has_a_working_animation_player(rendered):
             f"{CHAPTER_01}: an animation player shows no frame (its script did not run)")
 
 
+# --------------------------------------------------------------------------------------------
+# Player buttons: drawn, not blank (read from screenshot pixels)
+# --------------------------------------------------------------------------------------------
+
+# Added to a page before it is rendered: once the page has settled, pin the first player to the
+# top left corner of the window (in place in the page, so the site's styles still apply to it;
+# a headless screenshot of a scrolled page comes out blank) and record each of its buttons' box
+# (CSS pixels, relative to the window).
+PLAYER_PROBE = """<script>
+window.addEventListener("load", function () {
+  setTimeout(function () {
+    var bar = document.querySelector("div.animation .anim-buttons");
+    var boxes = [];
+    if (bar) {
+      var player = bar.closest("div.animation");
+      Object.assign(player.style, {position: "fixed", top: "0", left: "0", zIndex: "100000",
+                                   background: "white", padding: "8px"});
+      bar.querySelectorAll("button").forEach(function (b) {
+        var r = b.getBoundingClientRect();
+        boxes.push([r.left, r.top, r.right, r.bottom]);
+      });
+    }
+    document.body.setAttribute("data-player-buttons", JSON.stringify(boxes));
+  }, 3000);
+});
+</script>"""
+MIN_BUTTON_INK = 10  # pixels of ink: a drawn 14 px icon has 25 (a minus sign) to 100; a blank button 0
+ONE_PIXEL_PER_PIXEL = "--force-device-scale-factor=1"
+
+
+def with_player_probe(html: str) -> str:
+    i = html.lower().rfind("</body>")
+    return html[:i] + PLAYER_PROBE + html[i:] if i >= 0 else html + PLAYER_PROBE
+
+
+def button_ink(png: Path, boxes: list) -> list[int]:
+    """For each button box: how many pixels inside it (3 px in from the border) differ clearly
+    from the button's own background (its median grey level) -- the icon's ink."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(png) as im:
+        gray = np.asarray(im.convert("L"), dtype=np.int16)
+    fractions = []
+    for left, top, right, bottom in boxes:
+        inside = gray[int(round(top)) + 3:int(round(bottom)) - 3, int(round(left)) + 3:int(round(right)) - 3]
+        if inside.size == 0:
+            fractions.append(0)
+            continue
+        fractions.append(int((np.abs(inside - np.median(inside)) > 60).sum()))
+    return fractions
+
+
+def player_button_ink(browser: str, page: Path, png: Path) -> list[int]:
+    """Render ``page`` (with :data:`PLAYER_PROBE` in it) twice -- once for the button boxes, once
+    for a screenshot -- and return :func:`button_ink` of each button of its first player."""
+    soup = dump_dom(browser, page, "", ONE_PIXEL_PER_PIXEL)
+    boxes = json.loads((soup.body or {}).get("data-player-buttons") or "[]")
+    assert boxes, f"{page}: no player buttons found (div.animation .anim-buttons button)"
+    png.parent.mkdir(parents=True, exist_ok=True)
+    png.unlink(missing_ok=True)
+    run_browser(browser, page.as_uri(), f"--screenshot={png}", ONE_PIXEL_PER_PIXEL)
+    assert png.is_file(), f"no screenshot written to {png}"
+    return button_ink(png, boxes)
+
+
+def player_fixture_page(folder: Path, name: str, player_html: str) -> Path:
+    page = folder / name
+    page.write_text(with_player_probe(
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{name}</title></head>"
+        f"<body>{player_html}</body></html>"), encoding="utf-8")
+    return page
+
+
+def sweep_player_html() -> str:
+    """A small player made by the book's own helper, as a chapter makes one."""
+    from genai_helpers import viz
+
+    def draw(fig, value):
+        ax = fig.add_subplot()
+        ax.plot([0, 1, 2], [0, value, 2 * value])
+        ax.set_title(f"slope {value}")
+
+    return viz.sweep_player([1, 2, 3], draw, figsize=(3, 2)).data
+
+
+def test_sweep_player_buttons_are_drawn_offline(browser, tmp_path):
+    page = player_fixture_page(tmp_path, "player.html", sweep_player_html())
+    ink = player_button_ink(browser, page, SCREENSHOT_DIR / "player_fixture.png")
+    assert len(ink) == 9, f"expected matplotlib's 9 player buttons, found {len(ink)}"
+    assert min(ink) >= MIN_BUTTON_INK, (
+        f"player buttons look blank (ink pixels per button {ink}, "
+        f"need >= {MIN_BUTTON_INK}); see {SCREENSHOT_DIR / 'player_fixture.png'}")
+    assert NETWORK_REQUESTS[page.as_uri()] == [], NETWORK_REQUESTS[page.as_uri()]
+
+
+def test_the_button_check_fails_on_matplotlibs_own_cdn_player(browser, tmp_path):
+    """The check above must catch the bug it is for: matplotlib's ``to_jshtml()`` links Font
+    Awesome from a CDN, so offline its nine buttons are empty grey boxes."""
+    from matplotlib.animation import FuncAnimation
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(3, 2), dpi=72)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    anim = FuncAnimation(fig, lambda i: ax.plot([0, 1], [0, i]), frames=3)
+    page = player_fixture_page(tmp_path, "cdn_player.html", anim.to_jshtml())
+    ink = player_button_ink(browser, page, tmp_path / "cdn_player.png")
+    assert len(ink) == 9 and max(ink) < MIN_BUTTON_INK, ink
+    assert any("font-awesome" in url for url in NETWORK_REQUESTS[page.as_uri()]), (
+        f"the CDN stylesheet request was not seen in the network log: {NETWORK_REQUESTS[page.as_uri()]}")
+
+
+def test_chapter_01_player_buttons_are_drawn_on_the_site(site, browser):
+    """The first stored player of chapter 1, as the built site shows it (a copy of the page with
+    the probe added, next to the original so that its relative links work)."""
+    probe = site / "notebooks" / "_player_probe_01.html"
+    probe.write_text(with_player_probe((site / CHAPTER_01).read_text(encoding="utf-8")), encoding="utf-8")
+    try:
+        ink = player_button_ink(browser, probe, SCREENSHOT_DIR / "01_attention_player.png")
+    finally:
+        probe.unlink(missing_ok=True)
+    assert len(ink) == 9 and min(ink) >= MIN_BUTTON_INK, (
+        f"{CHAPTER_01}: player buttons look blank (ink pixels per button "
+        f"{ink}); see {SCREENSHOT_DIR / '01_attention_player.png'}")
+
+
 def test_index_redirects_to_the_intro(rendered, site):
     assert (site / "index.html").is_file(), f"{site}/index.html is missing"
     soup = rendered("index.html")
@@ -411,13 +640,34 @@ def test_search_page_finds_chapter_01(rendered):
 
 
 def test_every_page_loads_its_scripts_and_styles_from_the_site_not_the_network(site):
-    problems = []
+    """Static check of every built page (the browser check below sees what scripts add): no
+    stylesheet, script, font or image from outside the site, in the page or in the CSS files it
+    loads; and every local script and stylesheet exists."""
+    problems, stylesheets = [], set()
     for path in all_pages(site):
         soup = parse(path.read_text(encoding="utf-8"))
         rel = path.relative_to(site).as_posix()
         problems += [f"{rel}: {p}" for p in find_network_assets(soup)]
         problems += [f"{rel}: {p}" for p in find_missing_local_assets(soup, path)]
-    assert not problems, "\n".join(problems)
+        stylesheets |= local_stylesheets(soup, path)
+    assert stylesheets, "no page loads a local stylesheet: is the theme's CSS missing?"
+    for css in sorted(stylesheets):
+        rel = css.relative_to(site).as_posix() if css.is_relative_to(site) else str(css)
+        problems += [f"{rel}: {p}" for p in find_outside_loads_in_css(css.read_text(encoding="utf-8", errors="replace"))]
+    assert not problems, f"{len(problems)} outside load(s):\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("page", NETWORK_PAGES)
+def test_page_asks_the_network_for_nothing_in_the_browser(rendered, site, page):
+    """What the browser actually requested while rendering the page (its scripts ran, MathJax
+    typeset, widgets and players drew): nothing may come from outside the site. The on-demand
+    launchers (Colab, Binder, live code) load only when clicked, so they do not show here."""
+    rendered(page)
+    url = (site / page).as_uri()
+    requests = NETWORK_REQUESTS.get(url)
+    assert requests is not None, f"no network log recorded for {url}"
+    assert not requests, (f"{page} asked the network for {len(requests)} resource(s) (offline they "
+                          "are missing):\n  " + "\n  ".join(requests))
 
 
 def test_every_page_has_its_static_images_on_disk(site):
@@ -568,6 +818,54 @@ def test_network_and_missing_assets_are_flagged(tmp_path):
     assert len(find_network_assets(soup)) == 2
     missing = find_missing_local_assets(soup, tmp_path / "page.html")
     assert len(missing) == 1 and "gone.js" in missing[0]
+
+
+def test_every_kind_of_outside_load_is_flagged_and_plain_links_are_not():
+    loads = [
+        '<link rel="preload" as="font" href="https://fonts.example.org/a.woff2">',
+        '<link rel="icon" href="http://example.org/favicon.ico">',
+        '<script src="//cdn.example.org/lib.js"></script>',
+        '<img srcset="local.png 1x, https://example.org/big.png 2x">',
+        '<video poster="https://example.org/p.jpg"></video>',
+        '<iframe src="https://example.org/embed"></iframe>',
+        '<svg><image href="https://example.org/i.png"></image></svg>',
+        '<div style="background: url(\'https://example.org/bg.png\')"></div>',
+        '<style>@import "https://fonts.example.org/css?family=Roboto";</style>',
+        '<style>@font-face { src: url(//fonts.example.org/x.woff2) }</style>',
+    ]
+    for tag in loads:
+        assert len(find_network_assets(parse(page_html(tag)))) == 1, tag
+    fine = ('<a href="https://colab.research.google.com/github/x/y.ipynb">Colab</a>'
+            '<link rel="canonical" href="https://example.org/page.html">'
+            '<svg xmlns="http://www.w3.org/2000/svg"><path d="M0 0h1v1z"/></svg>'
+            '<img src="data:image/png;base64,AAAA"><img src="../_images/fig.png">'
+            '<style>.x { background: url("../_static/bg.png") }</style>')
+    assert find_network_assets(parse(page_html(fine))) == []
+
+
+def test_stylesheets_are_followed_through_local_imports(tmp_path):
+    (tmp_path / "_static").mkdir()
+    (tmp_path / "_static" / "theme.css").write_text('@import "base.css";\nbody { color: black }')
+    (tmp_path / "_static" / "base.css").write_text(
+        "@font-face { src: url('https://fonts.example.org/x.woff2') }")
+    soup = parse('<html><head><link rel="stylesheet" href="_static/theme.css?v=2"></head></html>')
+    found = local_stylesheets(soup, tmp_path / "page.html")
+    assert {p.name for p in found} == {"theme.css", "base.css"}
+    problems = [p for css in found for p in find_outside_loads_in_css(css.read_text())]
+    assert len(problems) == 1 and "fonts.example.org" in problems[0]
+
+
+def test_button_ink_tells_a_drawn_button_from_a_blank_one(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    img = np.full((40, 100), 255, np.uint8)
+    img[10:30, 10:46] = 239                   # two grey buttons, 36 x 20
+    img[10:30, 50:86] = 239
+    img[14:26, 22:34] = 0                     # an icon in the first one only
+    Image.fromarray(img).save(tmp_path / "b.png")
+    drawn, blank = button_ink(tmp_path / "b.png", [[10, 10, 46, 30], [50, 10, 86, 30]])
+    assert drawn == 144 and blank == 0
 
 
 def test_a_broken_page_fails_the_checks_in_the_real_browser(browser, tmp_path):
