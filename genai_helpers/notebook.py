@@ -302,6 +302,8 @@ def execute(path: str | os.PathLike, mode: str = "full", timeout: int = 3600) ->
     if data_hash is not None:
         meta["data_sha256"] = data_hash
     nb.metadata[META_KEY] = meta
+    from .viz import offline_notebook_outputs
+    offline_notebook_outputs(nb)  # players draw their own buttons: no Font Awesome from a CDN (viz)
     nbformat.write(nb, path)
     return meta
 

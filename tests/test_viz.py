@@ -150,6 +150,29 @@ def test_offline_notebook_outputs_fixes_every_player_and_keeps_the_code_hash():
     assert viz.offline_notebook_outputs(nb) == 0                    # nothing left to fix
 
 
+def test_execute_stores_a_direct_to_jshtml_player_with_drawn_buttons(tmp_path):
+    """A real (smoke) run through genai_helpers.notebook.execute: a cell that calls matplotlib's
+    own ``to_jshtml()`` is stored without the CDN link (execute applies offline_notebook_outputs)."""
+    pytest.importorskip("nbclient")
+    import nbformat
+
+    from genai_helpers.notebook import execute
+
+    path = tmp_path / "98_player.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "from IPython.display import HTML\n"
+        "from matplotlib.animation import FuncAnimation\n"
+        "from matplotlib.backends.backend_agg import FigureCanvasAgg\n"
+        "from matplotlib.figure import Figure\n"
+        "fig = Figure(figsize=(1, 1), dpi=30)\n"
+        "FigureCanvasAgg(fig)\n"
+        "HTML(FuncAnimation(fig, lambda i: [], frames=2).to_jshtml())")]), path)
+    execute(path, mode="smoke", timeout=120)
+    html = "".join(nbformat.read(path, as_version=4).cells[0].outputs[0].data["text/html"])
+    assert 'class="anim-buttons"' in html and html.count("<svg") == 9
+    assert "font-awesome" not in html and "maxcdn" not in html
+
+
 def test_stored_chapter_players_load_nothing_from_the_network():
     """Every stored player of every chapter draws its own buttons (no Font Awesome from a CDN)."""
     from pathlib import Path
