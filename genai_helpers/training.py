@@ -1,4 +1,4 @@
-"""The training loop every chapter uses.
+"""The training loop every model in the package trains with (chapter 01 introduces it).
 
     history = train(model, optimizer, batch_fn, TrainConfig(steps=2000), loss_fn=lm_loss)
 
@@ -7,42 +7,108 @@ What it does for you, each switched by :class:`TrainConfig`:
 - mixed precision where the device supports it (bf16 on recent GPUs, fp16 + loss scaling on
   older ones, fp32 on CPU unless asked), gradient clipping and gradient accumulation;
 - optional gradient checkpointing (for models with ``set_gradient_checkpointing``);
+- a learning-rate schedule (``lr_schedule="cosine"``: linear warm-up, then cosine decay) that also
+  anneals within a time budget (``time_budget_s``), see below;
 - a tqdm progress bar and, in Jupyter, a live loss plot that leaves one final figure behind;
 - atomic safetensors checkpoints every ``checkpoint_every`` steps; re-running with the same
-  ``checkpoint_path`` resumes and gives exactly the result an uninterrupted run would.
+  ``checkpoint_path`` resumes and gives exactly the result an uninterrupted run would;
+- hooks called after every step: EMA weights, sample grids, early stopping (below).
 
-``batch_fn(i)`` must return micro-batch number ``i`` (``i = step * accumulation_steps + micro``)
-and be a pure function of ``i`` — that is what makes resuming exact. Chapter 01 introduces the
-loop; chapter 02 measures checkpointing and mixed precision and runs it under DDP.
+``batch_fn(i)`` returns micro-batch number ``i`` (``i = step * accumulation_steps + micro``); it is
+called once per micro-batch, in order. Make it a pure function of ``i`` and resuming is exact;
+one that draws from its own generator in order (chapters 11-15's data) trains identically but
+cannot resume exactly. ``loss_fn(model, batch)`` returns the scalar loss, or ``(loss, terms)``
+where ``terms`` is a dict of named scalar parts (e.g. ``{"recon": ..., "kl": ...}``): their means
+per log interval go to ``history.terms[name]``, beside ``history.loss``.
+
+Learning-rate schedule and time budget
+--------------------------------------
+With ``lr_schedule="cosine"`` the loop sets each parameter group's rate to its starting rate
+(the optimizer's ``lr`` when ``train`` is called) times :func:`warmup_cosine`: linear warm-up over
+``warmup_steps`` steps, then cosine decay to ``min_lr_ratio`` × the starting rate at the end of
+the run. "The end of the run" is whichever comes first, ``steps`` or ``time_budget_s``: the
+schedule is defined on the run's *position* ``max(step, steps × elapsed / time_budget_s)`` (in
+steps), so a run that the time budget stops early still ends at the annealed rate, instead of
+stopping halfway down a cosine laid out for steps it never reached. Warm-up counts steps.
+``cosine_schedule`` is the same function as a step-based ``LambdaLR`` for ``scheduler=``.
+
+What is deterministic:
+
+- without a time budget, everything is a pure function of the step: the same seed gives the same
+  losses, and a resumed run equals an uninterrupted one bit for bit;
+- with a time budget, the number of steps, and every learning rate once the time fraction runs
+  ahead of the step fraction, depend on how fast this machine runs at the moment: two runs
+  differ. The checkpoint records the step, the next step's rate (optimizer state), the starting
+  rates and the training seconds spent (``history.seconds``; downtime between runs not counted),
+  so a resumed run continues the schedule and the budget where they were; its steps up to the
+  checkpoint are the saved ones, those after it are as timing-dependent as any budgeted run.
+  To repeat a budgeted run exactly, fix ``steps`` to the ``history.steps_done`` it reached and
+  drop the budget: the same schedule shape, step-based.
+
+The budget counts all time inside ``train`` (hooks, evaluation and checkpoints included); the
+loop stops after the step during which it ran out (``history.stopped == "time budget"``).
+
+Hooks
+-----
+``train(..., hooks=[h, ...])``: each hook is a callable ``hook(info)`` called after every optimizer
+step, in order, on every rank, after the step is logged and ``eval_fn`` ran, before the
+checkpoint and the progress bar. Its return value is ignored. ``info`` is a :class:`StepInfo`:
+
+- ``step`` (int, steps done, 1 to ``steps``), ``steps`` (the configured total), ``final`` (bool:
+  this is the last step, by steps or by time budget);
+- ``loss`` (float: this step's loss, mean over micro-batches and ranks), ``terms`` (dict of
+  floats, the same for the parts of a ``(loss, terms)`` loss);
+- ``lr`` (float: the rate of parameter group 0 this step used), ``position`` (float in [0, 1]:
+  the fraction of the run done, by steps or time), ``seconds`` (training time so far);
+- ``model`` (the model without its DDP wrapper, in train mode: a hook that samples switches to
+  eval mode under ``torch.no_grad()`` and back), ``optimizer``, ``history`` (so far), ``rank``;
+- ``info.stop(reason)`` ends training after this step (``history.stopped == reason``); under DDP
+  one rank asking stops all of them.
+
+Ready-made: :class:`EMA` is a hook (``hooks=[ema]`` updates the average after every step), and
+``every(n, fn)`` calls ``fn(info)`` every ``n`` steps and at the final step (e.g. a sample grid)::
+
+    ema = EMA(model, decay=0.999)
+    grids = every(500, lambda info: show_grid(sample(ema.model)))
+    stop = lambda info: info.loss < 0.05 and info.stop("loss below 0.05")
+    train(model, opt, batch_fn, TrainConfig(steps=5000, time_budget_s=600, lr_schedule="cosine",
+          warmup_steps=100), hooks=[ema, grids, stop])
+
+With no hooks the loop adds nothing per step (no :class:`StepInfo` is built).
 
 Under ``torch.distributed`` (``torchrun``, or chapter 02's notebook workers) pass a model wrapped in
 ``DistributedDataParallel`` and a ``batch_fn`` that returns *this rank's* micro-batch; nothing else
 changes. Gradients are averaged across ranks by DDP (synchronised only on the last micro-batch of
 an accumulated step), the logged loss is the mean over ranks, and only rank 0 shows progress,
 draws the plot and writes the checkpoint (of the unwrapped model, so its keys have no
-``module.`` prefix and it loads into a plain model).
+``module.`` prefix and it loads into a plain model). One all-reduce per step carries the loss, a
+non-finite flag (a NaN/inf loss on any rank raises ``FloatingPointError`` on every rank, instead
+of leaving the others waiting in an all-reduce) and the elapsed time (so all ranks agree on the
+schedule and on when the budget is spent).
 """
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
-from ._checks import check_positive_int
+from ._checks import check_positive_int, check_probability
 from .checkpoint import load_checkpoint, save_checkpoint
-from .runtime import get_device
+from .runtime import get_device  # noqa: F401  (re-exported for chapters that import it from here)
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+LR_SCHEDULES = (None, "cosine")
 
 
 @dataclass
 class TrainConfig:
-    steps: int                                  # optimizer steps in the whole run
+    steps: int                                  # optimizer steps in the whole run (at most)
     accumulation_steps: int = 1                 # micro-batches per optimizer step
     grad_clip: float | None = 1.0               # max global grad norm; None = off
     precision: str = "auto"                     # auto | fp32 | bf16 | fp16
@@ -54,6 +120,10 @@ class TrainConfig:
     progress: bool = True                       # tqdm bar
     live_plot: bool = True                      # loss plot in Jupyter
     plot_title: str = "Training loss"
+    time_budget_s: float | None = None          # stop after the step during which this runs out
+    lr_schedule: str | None = None              # None: leave the rate alone | "cosine": warm-up + cosine
+    warmup_steps: int = 0                       # linear warm-up steps of lr_schedule="cosine"
+    min_lr_ratio: float = 0.1                   # final rate / starting rate of lr_schedule="cosine"
 
     def __post_init__(self):
         check_positive_int("steps", self.steps)
@@ -61,17 +131,32 @@ class TrainConfig:
         check_positive_int("log_every", self.log_every)
         check_positive_int("eval_every", self.eval_every, minimum=0)
         check_positive_int("checkpoint_every", self.checkpoint_every, minimum=0)
+        check_positive_int("warmup_steps", self.warmup_steps, minimum=0)
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
         if self.checkpoint_path is not None and not str(self.checkpoint_path).endswith(".safetensors"):
             raise ValueError(f"checkpoint_path must end in .safetensors, got {self.checkpoint_path!r}")
+        if self.time_budget_s is not None and (isinstance(self.time_budget_s, bool)
+                                               or not isinstance(self.time_budget_s, (int, float))
+                                               or not self.time_budget_s > 0):
+            raise ValueError(f"time_budget_s must be a number of seconds > 0 or None, got {self.time_budget_s!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.warmup_steps and self.lr_schedule is None:
+            raise ValueError("warmup_steps needs lr_schedule='cosine'")
+        check_probability("min_lr_ratio", self.min_lr_ratio, allow_one=True)
 
 
 @dataclass
 class TrainHistory:
-    """What happened: logged steps, mean training loss per log interval, learning rate, evals."""
+    """What happened: logged steps, mean training loss per log interval, learning rate, evals.
+
+    ``lr[k]`` is the rate after logged step ``step[k]`` (the one the next step uses); ``terms`` the
+    parts of a ``(loss, terms)`` loss, logged like ``loss``; ``steps_done`` the optimizer steps
+    taken; ``stopped`` why the run ended before ``steps`` (``"time budget"`` or a hook's reason).
+    """
 
     step: list[int] = field(default_factory=list)
     loss: list[float] = field(default_factory=list)
@@ -80,13 +165,73 @@ class TrainHistory:
     eval: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     resumed_from: int | None = None
+    terms: dict[str, list[float]] = field(default_factory=dict)
+    steps_done: int = 0
+    stopped: str | None = None
+
+    _SAVED = ("step", "loss", "lr", "eval_step", "eval", "seconds", "terms", "steps_done", "stopped")
 
     def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("step", "loss", "lr", "eval_step", "eval", "seconds")}
+        return {k: getattr(self, k) for k in self._SAVED}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainHistory":
-        return cls(**{k: d[k] for k in ("step", "loss", "lr", "eval_step", "eval", "seconds")})
+        return cls(**{k: d[k] for k in cls._SAVED if k in d})          # older checkpoints lack the last three
+
+
+class StepInfo:
+    """What a hook sees after each optimizer step (see the module docstring, "Hooks")."""
+
+    __slots__ = ("step", "steps", "final", "loss", "terms", "lr", "position", "seconds", "model",
+                 "optimizer", "history", "rank", "stop_reason")
+
+    def __init__(self, **kw):
+        for k in self.__slots__:
+            setattr(self, k, kw.get(k))
+
+    def stop(self, reason: str = "stopped by a hook") -> bool:
+        """End training after this step; ``history.stopped`` becomes ``reason``. Returns True."""
+        self.stop_reason = str(reason)
+        return True
+
+
+def every(n: int, fn: Callable[[StepInfo], Any]) -> Callable[[StepInfo], None]:
+    """A hook that calls ``fn(info)`` every ``n`` steps and at the final step (e.g. a sample grid)."""
+    check_positive_int("n", n)
+    if not callable(fn):
+        raise TypeError("fn must be callable: fn(info)")
+
+    def hook(info: StepInfo) -> None:
+        if info.step % n == 0 or info.final:
+            fn(info)
+
+    return hook
+
+
+class EMA:
+    """Exponential moving average of a model's weights: ``ema = d * ema + (1 - d) * w`` after each step.
+
+    The decay warms up as ``min(decay, (1 + n) / (10 + n))`` so early averages are not dominated by
+    the random initial weights. ``ema.model`` is a frozen copy to sample from (chapters 13-15).
+    Pass it as a hook, ``train(..., hooks=[ema])``, or call ``ema.update(model)`` yourself.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float = 0.999):
+        check_probability("decay", decay)
+        self.decay, self.updates = decay, 0
+        self.model = copy.deepcopy(unwrap_model(model)).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for e, p in zip(self.model.parameters(), unwrap_model(model).parameters()):
+            e.lerp_(p.detach(), 1 - d)
+        for e, b in zip(self.model.buffers(), unwrap_model(model).buffers()):
+            e.copy_(b)
+
+    def __call__(self, info: StepInfo) -> None:
+        self.update(info.model)
 
 
 def resolve_precision(precision: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
@@ -122,15 +267,60 @@ def default_loss(model: torch.nn.Module, batch) -> torch.Tensor:
     return out[1] if isinstance(out, tuple) else out
 
 
+def warmup_cosine(step: int, total_steps: int, warmup_steps: int = 0, min_ratio: float = 0.1,
+                  position: float | None = None) -> float:
+    """The learning-rate multiplier of (0-based) step ``step``: linear warm-up, then cosine decay.
+
+    ``(step + 1) / warmup_steps`` during warm-up, then ``min_ratio + (1 - min_ratio) * (1 + cos(pi * q)) / 2``
+    with ``q = (position - warmup_steps) / (total_steps - warmup_steps)`` clipped to [0, 1]: 1 at
+    the end of warm-up, ``min_ratio`` at ``position = total_steps``. ``position`` (in steps,
+    default ``step``) lets a time budget move the run's end forward (see the module docstring);
+    it is never behind ``step``. The package's only warm-up-cosine schedule.
+    """
+    pos = step if position is None or position < step else position
+    if pos < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (pos - warmup_steps) / max(1, total_steps - warmup_steps))
+    factor = min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return min(factor, (step + 1) / warmup_steps) if step < warmup_steps else factor
+
+
+def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0,
+                    min_ratio: float = 0.1) -> torch.optim.lr_scheduler.LambdaLR:
+    """:func:`warmup_cosine` as a step-based ``LambdaLR`` (pass it as ``train(..., scheduler=)``).
+
+    Linear warm-up then cosine decay to ``min_ratio`` × the base learning rate. Under a time budget
+    use ``TrainConfig(lr_schedule="cosine")`` instead: a step-based scheduler cannot see the clock.
+    """
+    check_positive_int("total_steps", total_steps)
+    check_positive_int("warmup_steps", warmup_steps, minimum=0)
+    if not 0 <= min_ratio <= 1:
+        raise ValueError(f"min_ratio must be in [0, 1], got {min_ratio}")
+
+    def factor(step: int) -> float:
+        return warmup_cosine(step, total_steps, warmup_steps, min_ratio)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 def train(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch_fn: Callable[[int], Any],
           config: TrainConfig, *, loss_fn: Callable = default_loss, scheduler=None,
           eval_fn: Callable[[torch.nn.Module], dict] | None = None,
-          device: torch.device | None = None) -> TrainHistory:
-    """Train ``model`` for ``config.steps`` optimizer steps and return its :class:`TrainHistory`."""
+          device: torch.device | None = None, hooks: Sequence[Callable[[StepInfo], Any]] = ()) -> TrainHistory:
+    """Train ``model`` for ``config.steps`` optimizer steps (or until the time budget or a hook
+    stops it) and return its :class:`TrainHistory`. See the module docstring."""
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     if not callable(batch_fn):
         raise TypeError("batch_fn must be callable: batch_fn(i) -> micro-batch i")
+    hooks = list(hooks)
+    if any(not callable(h) for h in hooks):
+        raise TypeError("hooks must be callables hook(info: StepInfo)")
+    if scheduler is not None and config.lr_schedule is not None:
+        raise ValueError("pass either scheduler= or TrainConfig(lr_schedule=...), not both")
+    if scheduler is not None and config.time_budget_s is not None:
+        raise ValueError("a step-based scheduler cannot anneal within time_budget_s; "
+                         "use TrainConfig(lr_schedule='cosine') instead of scheduler=")
     device = device or next(model.parameters()).device
     model.to(device)
     inner = unwrap_model(model)
@@ -141,8 +331,10 @@ def train(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch_fn: Ca
         inner.set_gradient_checkpointing(True)
     amp_dtype, use_scaler = resolve_precision(config.precision, device)
     scaler = torch.amp.GradScaler(device.type) if use_scaler else None
+    acc, steps, budget = config.accumulation_steps, config.steps, config.time_budget_s
 
     history, start = TrainHistory(), 0
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
     ckpt = Path(config.checkpoint_path) if config.checkpoint_path else None
     if ckpt is not None and ckpt.exists():
         state = load_checkpoint(ckpt, inner, optimizer, scheduler, map_location=device)
@@ -150,86 +342,171 @@ def train(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch_fn: Ca
         history = TrainHistory.from_dict(state["extra"]["history"])
         history.resumed_from = start
         running, count = state["extra"]["running"], state["extra"]["count"]
+        running_terms = state["extra"].get("running_terms", {})
+        base_lrs = state["extra"].get("base_lrs", base_lrs)
     else:
-        running, count = 0.0, 0
+        running, count, running_terms = 0.0, 0, {}
+
+    def set_schedule_lr(step: int, elapsed: float) -> float:
+        """Set the rate of (0-based) ``step``; return the run's position in [0, 1]."""
+        position = step if budget is None else max(step, steps * elapsed / budget)
+        if config.lr_schedule is not None:
+            f = warmup_cosine(step, steps, config.warmup_steps, config.min_lr_ratio, position)
+            for group, base in zip(optimizer.param_groups, base_lrs):
+                group["lr"] = base * f
+        return min(1.0, position / steps)
 
     def checkpoint(step: int) -> None:
         if ckpt is not None:
             if rank == 0:
-                extra = {"history": history.as_dict(), "running": running, "count": count}
+                extra = {"history": history.as_dict(), "running": running, "count": count,
+                         "running_terms": running_terms, "base_lrs": base_lrs}
                 save_checkpoint(ckpt, inner, optimizer, scheduler, step=step, extra=extra)
             if world > 1:
                 torch.distributed.barrier()
 
-    plot = _make_live_plot(config) if rank == 0 else None
-    bar = _make_bar(config, start) if rank == 0 else None
-    t0 = time.perf_counter()
+    def log(done: int, running: float, count: int, running_terms: dict):
+        """Append the mean of the interval that ends at step ``done``; return the emptied accumulators."""
+        history.step.append(done)
+        history.loss.append(running / count)
+        history.lr.append(optimizer.param_groups[0]["lr"])
+        for k, v in running_terms.items():
+            history.terms.setdefault(k, []).append(v / count)
+        if bar is not None:
+            bar.set_postfix(loss=f"{history.loss[-1]:.3f}")
+        return 0.0, 0, {}
+
+    prior = history.seconds                        # training seconds of earlier (resumed) runs
+    t_start = time.perf_counter()
+    done = start
+    if history.stopped is not None and history.stopped != "time budget":
+        stop = history.stopped                     # a hook ended this run: resuming returns it as it was
+    elif budget is not None and prior >= budget:
+        stop = "time budget"
+    else:
+        stop, history.stopped = None, None
+    if stop is None and start == 0:
+        set_schedule_lr(0, 0.0)                    # the first step's rate (a resumed run has it in the optimizer)
+
+    plot = _make_live_plot(config) if rank == 0 and stop is None else None
+    bar = _make_bar(config, start) if rank == 0 and stop is None else None
     model.train()
     try:
-        for step in range(start, config.steps):
+        for step in (range(start, steps) if stop is None else ()):
             optimizer.zero_grad(set_to_none=True)
-            step_loss = 0.0
-            for micro in range(config.accumulation_steps):
-                batch = to_device(batch_fn(step * config.accumulation_steps + micro), device)
+            losses, term_parts = [], []
+            for micro in range(acc):
+                batch = to_device(batch_fn(step * acc + micro), device)
                 ctx = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
-                last = micro == config.accumulation_steps - 1
+                last = micro == acc - 1
                 sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
                 with sync:
                     with ctx:
-                        loss = loss_fn(model, batch) / config.accumulation_steps
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(f"loss became {loss.item()} at step {step}")
+                        out = loss_fn(model, batch)
+                    loss, terms = out if isinstance(out, tuple) else (out, None)
+                    if acc > 1:
+                        loss = loss / acc
                     (scaler.scale(loss) if scaler else loss).backward()
-                step_loss += loss.item()
-            if world > 1:                                 # log the mean loss over ranks
-                mean = torch.tensor([step_loss], dtype=torch.float64, device=device)  # NCCL needs device tensors
-                torch.distributed.all_reduce(mean)
-                step_loss = mean.item() / world
+                losses.append(loss.detach())
+                if terms:
+                    term_parts.append(terms)
+            # one host sync for the step's loss values: the same floats, summed in the same order, as .item() each
+            step_loss = 0.0
+            for v in torch.stack(losses).tolist() if acc > 1 else [losses[0].item()]:
+                step_loss += v
+            step_terms = _mean_terms(term_parts, acc)
+            bad = 0.0 if math.isfinite(step_loss) else 1.0
+            elapsed = prior + time.perf_counter() - t_start
+            if world > 1:   # all ranks agree on the mean loss, on a non-finite loss anywhere, and on the clock
+                buf = torch.tensor([step_loss, bad, elapsed, *step_terms.values()], dtype=torch.float64, device=device)
+                torch.distributed.all_reduce(buf)                 # NCCL needs device tensors
+                vals = buf.tolist()
+                step_loss, bad, elapsed = vals[0] / world, vals[1], vals[2] / world
+                step_terms = {k: v / world for k, v in zip(step_terms, vals[3:])}
+            if bad:
+                where = f"loss became {step_loss}" if world == 1 else f"loss was not finite on {int(bad)} of {world} ranks"
+                raise FloatingPointError(f"{where} at step {step}")
             if scaler:
                 scaler.unscale_(optimizer)
             if config.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            lr_used = optimizer.param_groups[0]["lr"]
             if scaler:
+                scale = scaler.get_scale()
                 scaler.step(optimizer)
                 scaler.update()
+                stepped = scaler.get_scale() >= scale          # the scale drops only when inf/nan grads skipped the step
             else:
                 optimizer.step()
-            if scheduler is not None:
+                stepped = True
+            if scheduler is not None and stepped:
                 scheduler.step()
-            running, count = running + step_loss, count + 1
             done = step + 1
-            if done % config.log_every == 0 or done == config.steps:
-                history.step.append(done)
-                history.loss.append(running / count)
-                history.lr.append(optimizer.param_groups[0]["lr"])
-                running, count = 0.0, 0
-                if bar is not None:
-                    bar.set_postfix(loss=f"{history.loss[-1]:.3f}")
-            if eval_fn is not None and ((config.eval_every and done % config.eval_every == 0) or done == config.steps):
+            if budget is not None and elapsed >= budget and done < steps:
+                stop = "time budget"
+            position = set_schedule_lr(done, elapsed)
+            final = done == steps or stop is not None
+            running, count = running + step_loss, count + 1
+            for k, v in step_terms.items():
+                running_terms[k] = running_terms.get(k, 0.0) + v
+            if done % config.log_every == 0 or final:
+                running, count, running_terms = log(done, running, count, running_terms)
+            if eval_fn is not None and ((config.eval_every and done % config.eval_every == 0) or final):
                 model.eval()
                 with torch.no_grad():
                     history.eval.append({k: float(v) for k, v in eval_fn(model).items()})
                 history.eval_step.append(done)
                 model.train()
+            history.steps_done = done
+            if hooks:
+                info = StepInfo(step=done, steps=steps, final=final, loss=step_loss, terms=step_terms, lr=lr_used,
+                                position=position, seconds=elapsed, model=inner, optimizer=optimizer,
+                                history=history, rank=rank)
+                for hook in hooks:
+                    hook(info)
+                asked = info.stop_reason is not None
+                if world > 1:                              # one rank asking stops every rank
+                    flag = torch.tensor([float(asked)], device=device)
+                    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+                    asked = bool(flag.item())
+                if asked and stop is None:
+                    stop = info.stop_reason or "stopped by a hook on another rank"
             if bar is not None:
                 bar.update(1)
             if plot is not None:
                 plot.update(history)
-            if config.checkpoint_every and done % config.checkpoint_every == 0 and done != config.steps:
-                history.seconds += time.perf_counter() - t0
-                t0 = time.perf_counter()
+            if stop is not None:
+                break
+            if config.checkpoint_every and done % config.checkpoint_every == 0 and done != steps:
+                history.seconds = prior + time.perf_counter() - t_start
                 checkpoint(done)
     finally:
         if bar is not None:
             bar.close()
-    history.seconds += time.perf_counter() - t0
-    checkpoint(config.steps)
+    if count and stop is not None:                 # a hook stopped the run between two log steps
+        running, count, running_terms = log(done, running, count, running_terms)
+    history.seconds = prior + time.perf_counter() - t_start
+    history.steps_done = done
+    history.stopped = stop
+    checkpoint(done)
     if plot is not None:
         plot.finish(history)
     if config.gradient_checkpointing:
         inner.set_gradient_checkpointing(False)
     model.eval()
     return history
+
+
+def _mean_terms(parts: list[dict], acc: int) -> dict[str, float]:
+    """Per-micro-batch ``{name: scalar}`` dicts -> their mean over the ``acc`` micro-batches, as floats."""
+    if not parts:
+        return {}
+    names = list(parts[0])
+    vals = torch.stack([torch.as_tensor(p[k]).detach().float().cpu() for p in parts for k in names]).tolist()
+    out = dict.fromkeys(names, 0.0)
+    for i, v in enumerate(vals):
+        out[names[i % len(names)]] += v / acc
+    return out
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
@@ -260,20 +537,3 @@ def _make_live_plot(config: TrainConfig):
     from .viz import LiveLossPlot, in_notebook
 
     return LiveLossPlot(config.plot_title) if in_notebook() else None
-
-
-def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0,
-                    min_ratio: float = 0.1) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up then cosine decay to ``min_ratio`` × the base learning rate."""
-    check_positive_int("total_steps", total_steps)
-    check_positive_int("warmup_steps", warmup_steps, minimum=0)
-    if not 0 <= min_ratio <= 1:
-        raise ValueError(f"min_ratio must be in [0, 1], got {min_ratio}")
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
