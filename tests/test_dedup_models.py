@@ -10,14 +10,23 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
+from genai_helpers import patches, positional
+from genai_helpers.attention import MultiHeadAttention
 from genai_helpers.compose import beam_search_cached
+from genai_helpers.diffusion import dit
 from genai_helpers.diffusion.dit import DiT, DiTConfig
 from genai_helpers.diffusion.unet import UNet, UNetConfig
-from genai_helpers.models import TransformerLM, TransformerLMConfig
+from genai_helpers.models import TransformerLM, TransformerLMConfig, captioning
 from genai_helpers.models.captioning import CaptionDecoder, Captioner, CNNEncoder, ViTEncoder
 from genai_helpers.models.gpt import GPT, GPTConfig
-from genai_helpers.sampling import beam_search, lm_step_fn
+from genai_helpers.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer
+from genai_helpers.positional import sinusoidal_positions
+from genai_helpers.sampling import (apply_repetition_penalty, beam_search, generate, lm_step_fn, process_logits,
+                                    sample_next_token)
+from genai_helpers.serving.engine import BatchEngine
+from genai_helpers.transformer import TransformerBlock, gpt2_init
 
 
 def _state_sums(model):
@@ -155,6 +164,237 @@ def test_captioner_outputs_unchanged_by_the_refactor(kind):
 def test_dit_and_unet_outputs_unchanged_by_the_refactor():
     for key, value in diffusion_fingerprints().items():
         _assert_same(key, value, EXPECTED[key])
+
+
+
+# ------------------------------------------------------------------- bugs named in issue 14
+
+def test_beam_search_runs_the_step_function_without_autograd():
+    seen = []
+
+    def step(ids):
+        seen.append(torch.is_grad_enabled())
+        return torch.zeros(ids.shape[0], 5)
+
+    beam_search(step, [1], 2, 3)
+    assert seen and not any(seen)               # the decorator used to sit on the argument checker
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_repetition_penalty_without_previous_tokens_is_refused_not_ignored(temperature):
+    logits = torch.randn(2, 10)
+    with pytest.raises(ValueError, match="previous_tokens"):
+        sample_next_token(logits, temperature=temperature, repetition_penalty=1.3)
+    with pytest.raises(ValueError, match="previous_tokens"):
+        process_logits(logits, temperature=0.7, repetition_penalty=0.8)
+    # penalty 1 needs no tokens; with tokens the penalty is applied
+    assert torch.equal(sample_next_token(logits, temperature=0), logits.argmax(-1))
+    prev = logits.argmax(-1, keepdim=True)
+    out = process_logits(logits, temperature=1.0, repetition_penalty=2.0, previous_tokens=prev)
+    assert torch.equal(out, apply_repetition_penalty(logits, prev, 2.0))
+
+
+def test_transformer_lm_sinusoidal_scales_token_embeddings_by_sqrt_d():
+    torch.manual_seed(0)
+    lm = TransformerLM(TransformerLMConfig(vocab_size=30, block_size=8, n_layer=1, n_head=2, n_embd=16,
+                                           positions="sinusoidal")).eval()
+    seen = {}
+    lm.blocks[0].register_forward_pre_hook(lambda mod, args, kwargs: seen.update(x=args[0]), with_kwargs=True)
+    idx = torch.tensor([[3, 1, 4, 1, 5]])
+    with torch.no_grad():
+        lm(idx)
+        want = lm.tok_emb(idx) * math.sqrt(16) + sinusoidal_positions(5, 16)
+    assert torch.allclose(seen["x"], want, atol=1e-6)     # was tok_emb + table: the table drowned the tokens
+
+
+def test_multihead_attention_refuses_a_context_of_another_batch_size():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(16, 2, d_context=8)
+    x = torch.randn(3, 4, 16)
+    with pytest.raises(ValueError, match="context"):
+        mha(x, torch.randn(1, 5, 8))               # used to broadcast silently over the batch
+    with pytest.raises(ValueError, match="d_context"):
+        mha(x, torch.randn(3, 5, 7))
+    assert mha(x, torch.randn(1, 5, 8).expand(3, -1, -1)).shape == (3, 4, 16)
+
+
+@pytest.mark.parametrize("name", ["context", "context_mask", "pooled"])
+def test_unet_refuses_prompt_inputs_of_another_batch_size(name):
+    torch.manual_seed(0)
+    unet = UNet(UNetConfig(channels=(16, 32), attention_levels=(False, True), d_text=16, emb_dim=32)).eval()
+    x, t = torch.randn(2, 3, 8, 8), torch.tensor([1, 2])
+    cond = {"context": torch.randn(2, 5, 16), "context_mask": torch.ones(2, 5, dtype=torch.bool),
+            "pooled": torch.randn(2, 16)}
+    cond[name] = cond[name][:1]
+    with pytest.raises(ValueError, match=name):
+        unet(x, t, **cond)
+
+
+def test_seq2seq_greedy_decode_never_emits_padding():
+    torch.manual_seed(0)
+    model = Seq2SeqTransformer(Seq2SeqConfig(src_vocab_size=20, tgt_vocab_size=20, d_model=16, n_heads=2,
+                                             dropout=0.0, max_len=16)).eval()
+    decode = model.decode
+
+    def pad_loving_decode(*args):                  # a model whose most probable token is always <pad>
+        logits = decode(*args).clone()
+        logits[..., model.config.pad_id] += 1e3
+        return logits
+
+    model.decode = pad_loving_decode
+    src = torch.tensor([[5, 6, 7], [8, 9, 0]])
+    out = model.greedy_decode(src, max_len=6)
+    with torch.no_grad():
+        first = decode(torch.full((2, 1), model.config.bos_id), model.encode(src), src != 0)[:, -1]
+    first[:, model.config.pad_id] = float("-inf")
+    want = first.argmax(-1)                        # the best token that is not <pad>
+    assert all(len(row) > 0 and model.config.pad_id not in row for row in out)
+    assert [row[0] for row in out] == want.tolist()
+
+
+def test_beam_search_that_finishes_every_beam_returns_only_finished_hypotheses():
+    def only_eos(ids):                              # every token but eos (id 2) is impossible
+        logits = torch.full((ids.shape[0], 4), float("-inf"))
+        logits[:, 2] = 0.0
+        return logits
+
+    beams = beam_search(only_eos, [0], 2, 5, eos_id=2)
+    assert [(b.tokens, b.finished) for b in beams] == [([2], True)]   # not also the empty prompt
+
+
+# ------------------------------------------------------------------- one of each helper
+
+def test_uncached_gpt_generate_projects_only_the_last_position():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=30, block_size=8, n_layer=1, n_head=2, n_embd=16))
+    shapes = []
+    model.lm_head.register_forward_hook(lambda mod, args, out: shapes.append(tuple(args[0].shape)))
+    for use_cache in (False, True):
+        shapes.clear()
+        model.generate(torch.tensor([[1, 2, 3], [4, 5, 6]]), 10, temperature=0, use_cache=use_cache)
+        assert shapes == [(2, 16)] * 10, use_cache
+
+
+def test_gpt_generate_is_the_sampling_loop_over_its_step_function():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=30, block_size=8, n_layer=2, n_head=2, n_embd=16, pos_encoding="rope")).eval()
+    _sharpen(model, 10.0)
+    idx = torch.tensor([[1, 2, 3]])
+    for use_cache in (True, False):
+        g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+        ours = model.generate(idx, 12, temperature=0.9, top_k=5, use_cache=use_cache, generator=g1)
+        loop = generate(model.step_fn(1, use_cache=use_cache), idx, 12, generator=g2, temperature=0.9, top_k=5)
+        assert torch.equal(ours, loop)
+
+
+def test_beam_core_with_the_cache_reorder_hook_equals_recomputing_every_prefix():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=30, block_size=32, n_layer=2, n_head=2, n_embd=16, pos_encoding="learned")).eval()
+    _sharpen(model, 6.0)
+    prompt = [3, 1, 4, 1, 5]
+    step = model.step_fn(1)
+    calls = []
+
+    def reorder(parents):
+        calls.append(parents.tolist())
+        step.reorder(parents)
+
+    cached = beam_search(step, prompt, 3, 8, eos_id=7, reorder=reorder)
+    recomputed = beam_search(model.step_fn(1, use_cache=False), prompt, 3, 8, eos_id=7)
+    assert calls and all(len(c) <= 3 for c in calls)
+    assert [b.tokens for b in cached] == [b.tokens for b in recomputed]
+    for c, r in zip(cached, recomputed):
+        assert c.log_prob == pytest.approx(r.log_prob, abs=1e-4)
+        assert sum(c.token_logprobs) == pytest.approx(c.log_prob, abs=1e-9)
+        assert c.finished == (c.tokens[-1] == 7)
+
+
+def test_one_patchify_two_documented_layouts():
+    x = torch.randn(2, 3, 8, 12)
+    first, last = patches.patchify(x, 4), patches.patchify(x, 4, channels_last=True)
+    assert torch.equal(first, F.unfold(x, 4, stride=4).transpose(1, 2))              # (C, p, p) per token
+    assert torch.equal(last[0, 1], x[0, :, 0:4, 4:8].permute(1, 2, 0).reshape(-1))   # (p, p, C), raster order
+    assert torch.equal(first[0, 1], x[0, :, 0:4, 4:8].reshape(-1))
+    for flag, tokens in ((False, first), (True, last)):
+        assert torch.equal(patches.unpatchify(tokens, 4, (2, 3), 3, channels_last=flag), x)
+    assert torch.equal(captioning.patchify(x, 4), first) and torch.equal(dit.patchify(x, 4), last)
+    assert torch.equal(dit.unpatchify(last, 4, 3, 8, 12), x)
+    assert captioning.patchify is patches.patchify and captioning.unpatchify is patches.unpatchify
+
+
+def test_vit_encoder_and_dit_embed_the_shared_patchify():
+    torch.manual_seed(0)
+    vit = ViTEncoder(8, 4, 16, n_layer=1, n_head=2, positions="none")
+    x = torch.randn(2, 3, 8, 8)
+    h = vit.patch_embed(patches.patchify(x, 4))
+    for block in vit.blocks:
+        h = block(h)
+    assert torch.allclose(vit(x), vit.ln(h), atol=1e-6)
+    net = DiT(DiTConfig(image_size=8, patch=2, d_model=16, depth=1, n_heads=2, d_text=8))
+    seen = {}
+    net.embed.register_forward_hook(lambda mod, args, out: seen.update(inp=args[0]))
+    net(x, torch.tensor([1, 2]), pooled=torch.randn(2, 8))
+    assert torch.equal(seen["inp"], patches.patchify(x, 2, channels_last=True))
+
+
+def test_rope_and_timestep_embedding_live_in_positional_and_stay_importable():
+    from genai_helpers.diffusion import unet as unet_module
+    from genai_helpers.models import gpt as gpt_module
+    assert gpt_module.apply_rope is positional.apply_rope and gpt_module.rope_cos_sin is positional.rope_cos_sin
+    assert unet_module.timestep_embedding is positional.timestep_embedding
+    assert dit.timestep_embedding is positional.timestep_embedding
+
+
+@torch.no_grad()
+def test_one_gpt2_init_for_both_language_models():
+    torch.manual_seed(0)
+    gpt = GPT(GPTConfig(vocab_size=500, block_size=64, n_layer=8, n_head=4, n_embd=64))
+    lm = TransformerLM(TransformerLMConfig(vocab_size=500, block_size=64, n_layer=8, n_head=4, n_embd=64))
+    assert float(gpt.transformer.h[0].attn.c_attn.weight.std()) == pytest.approx(0.02, rel=0.05)
+    assert float(gpt.transformer.h[0].mlp.c_proj.weight.std()) == pytest.approx(0.02 / math.sqrt(16), rel=0.05)
+    assert float(lm.blocks[0].ffn.fc_out.weight.std()) == pytest.approx(0.02, rel=0.05)   # no residual scaling
+    assert float(lm.tok_emb.weight.std()) == pytest.approx(0.02, rel=0.05)
+    assert all(float(m.bias.abs().max()) == 0 for m in lm.modules() if isinstance(m, torch.nn.Linear) and m.bias is not None)
+    with pytest.raises(TypeError, match="model"):
+        gpt2_init("not a module")
+
+
+@torch.no_grad()
+def test_transformer_block_returns_cross_attention_weights_when_asked():
+    torch.manual_seed(0)
+    block = TransformerBlock(16, 2, cross_attention=True, d_context=8).eval()
+    x, ctx = torch.randn(2, 5, 16), torch.randn(2, 7, 8)
+    plain = block(x, ctx, is_causal=True)
+    y, w_cross = block(x, ctx, is_causal=True, need_cross_weights=True)
+    y2, w_self, w_cross2 = block(x, ctx, is_causal=True, need_weights=True, need_cross_weights=True)
+    assert torch.allclose(y, plain, atol=1e-6) and torch.allclose(y2, plain, atol=1e-6)
+    assert w_cross.shape == (2, 2, 5, 7) and w_self.shape == (2, 2, 5, 5)
+    assert torch.allclose(w_cross, w_cross2, atol=1e-6)      # the explicit self-attention path: float rounding
+    assert torch.allclose(w_cross.sum(-1), torch.ones(2, 2, 5))
+    h = x + block.attn(block.ln_attn(x), is_causal=True)
+    _, want = block.cross(block.ln_cross(h), ctx, need_weights=True)
+    assert torch.allclose(w_cross, want, atol=1e-6)
+    with pytest.raises(ValueError, match="need_cross_weights"):
+        TransformerBlock(16, 2)(x, need_cross_weights=True)
+    out = captioning.block_with_cross_weights(block, x, ctx)
+    assert torch.equal(out[0], y) and torch.equal(out[1], w_cross)
+
+
+def test_serving_engine_runs_the_models_own_blocks():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=30, block_size=16, n_layer=2, n_head=2, n_embd=16)).eval()
+    engine = BatchEngine(model, max_batch=2, max_len=12)
+    engine.add(torch.tensor([1, 2, 3]))
+    engine.add(torch.tensor([4, 5]))
+    calls = []
+    for block in model.transformer.h:
+        block.register_forward_hook(lambda mod, args, kwargs, out: calls.append(kwargs.get("attn_mask") is not None),
+                                    with_kwargs=True)
+    logits = engine.step(torch.tensor([6, 7]))
+    assert calls == [True, True]
+    with torch.no_grad():
+        want = torch.stack([model(torch.tensor([[1, 2, 3, 6]]))[0][0, -1], model(torch.tensor([[4, 5, 7]]))[0][0, -1]])
+    assert torch.allclose(logits, want, atol=1e-5)
 
 
 # Recorded from the code before the refactor (commit 65c77cf), CPU, float32.
