@@ -228,6 +228,16 @@ def test_chapters_07_and_08_hash_exactly_the_files_the_book_index_reads():
             assert list(ROOT.glob(g)), f"{stem}: {g} matches no file"
 
 
+def test_chapters_that_read_repository_files_declare_them(nb):
+    """A code cell (after the setup cell) that opens a path above notebooks/ reads the repository:
+    its chapter must be in CHAPTER_DATA, or a change to those files would not make it stale."""
+    path, notebook = nb
+    code = [c.source for c in notebook.cells if c.cell_type == "code"][1:]
+    reads_repo = [s for s in code if re.search(r"[\"']\.\.[/\"']|BOOK_ROOT", s)]
+    if reads_repo:
+        assert path.stem in CHAPTER_DATA, f"{path.name} reads repository files but CHAPTER_DATA does not list them"
+
+
 def _tiny_repo(tmp_path):
     (tmp_path / "book").mkdir()
     (tmp_path / "notebooks").mkdir()
