@@ -51,7 +51,7 @@ _PROSE_NUM = re.compile(r"(?<![\w.,])(?P<int>\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?P<fr
 _OUT_NUM = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+(?![\d,])|\d(?:_?\d)*)(\.\d+)?(?:[eE]([-+]?\d+))?(\s?%)?")
 _REFERENCE = re.compile(
     r"(?:\b(?:[Cc]hapters?|[Cc]h\.|[Ss]ections?|[Ee]xercises?|[Ff]igs?\.|[Ff]igures?|[Tt]ables?|"
-    r"[Pp]arts?|[Cc]ells?|[Ss]teps? \d+ (?:to|and)|[Ll]ines?|[Ii]ssues?)|§|#)\s*"
+    r"[Pp]arts?|[Cc]ells?|[Ll]ines?|[Ii]ssues?)|§|#)\s*"
     r"\d+(?:\.\d+)*[a-z]?(?:\s*(?:,|and|or|&|to|–|-)\s*§?\d+(?:\.\d+)*[a-z]?)*")
 _BASE64 = re.compile(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=]+|[A-Za-z0-9+/=]{60,}")
 
@@ -139,7 +139,7 @@ def numbers_in_prose(markdown: str, cell: int = 0, chapter: int | None = None) -
         if chapter is not None and frac and not exp and int(int_part) == chapter and re.fullmatch(r"\.\d{1,2}", frac):
             continue                                              # "9.7" in chapter 9: a section
         percent = bool(re.match(r"\s?(?:%|percent\b|per cent\b)", after))
-        mult_m = re.match(r"\s?[x×]\b|[x×](?!\w)", after)
+        times = re.match(r"\s?[x×](?!\w)", after)                  # "18x", "18 ×": a ratio
         suffix = re.match(r"([kKMBGT])(?![A-Za-z])", after)
         unit = re.match(r"\s?([kKMGTP])(i?)(?=B\b|B/s|FLOP|bit|byte|Hz|param|token)", after)
         word = re.match(r"\s(thousand|million|billion|trillion)\b", after)
@@ -164,7 +164,7 @@ def numbers_in_prose(markdown: str, cell: int = 0, chapter: int | None = None) -
             multipliers = (1.0, _WORD_MULT[word.group(1)])
         literal = literal_num
         tail = re.match(r"\s?(?:%|[x×])", after)
-        if tail and (percent or mult_m):
+        if tail and (percent or times):
             literal += tail.group(0)
         ctx = " ".join(markdown[max(0, start - 60):end + 30].split())
         found.append(ProseNumber(cell, literal, value, tol, percent, multipliers, ctx))
