@@ -29,6 +29,14 @@ the last ``block_size`` tokens, like nanoGPT.
 The KV cache (:class:`KVCache`) stores each layer's keys and values so that generating one more
 token costs one token's worth of compute: :meth:`GPT.forward_cached` feeds only the *new* tokens.
 Keys are stored after the rotary rotation, so cached and uncached runs give the same logits.
+
+Decoding is the package's one loop and one beam core: :meth:`GPT.generate` runs
+:func:`genai_helpers.sampling.generate` over :meth:`GPT.step_fn` (a :class:`GPTStep`, which
+feeds the cache and projects only the last position through ``lm_head``), and
+:func:`genai_helpers.compose.beam_search_cached` runs :func:`genai_helpers.sampling.beam_search`
+over the same step function with its cache-reorder hook. Weights start as GPT-2's
+(:func:`genai_helpers.transformer.gpt2_init`). The blocks take an explicit attention mask, so the
+serving engine of chapter 09 runs them over its own cache slots.
 """
 from __future__ import annotations
 
@@ -39,9 +47,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .. import sampling
 from .._checks import check_positive_int, check_probability, check_tensor
 from ..positional import apply_rope, rope_cos_sin, sinusoidal_positions   # RoPE lives in positional; re-exported
-from .. import sampling
 from ..transformer import gpt2_init
 
 POS_ENCODINGS = ("learned", "sinusoidal", "rope")
