@@ -311,3 +311,56 @@ def test_flat_background_option():
     assert torch.allclose(x[:, :, 0, 0], torch.full((4, 3), 0.1))     # corners are background
     with pytest.raises(ValueError, match="background"):
         make_shapes(2, background=(0.5, 0.9))
+
+
+def _old_train_denoiser(model, images, prompt_idx, bank, schedule, *, steps, batch_size, lr, warmup, p_uncond,
+                        ema_decay, seed, log_every, min_snr_gamma, weight_decay=0.0):
+    """The loop train_denoiser ran before it moved onto the shared training loop (issue 14), verbatim."""
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+    def factor(step):
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, steps - warmup))))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    ema, losses, lrs, running = EMA(model, ema_decay), [], [], []
+    model.train()
+    for step in range(steps):
+        idx = torch.randint(0, images.shape[0], (batch_size,), generator=gen)
+        cond = bank.take(drop_prompts(prompt_idx[idx], p_uncond, gen))
+        loss = denoising_loss(model, images[idx], cond, schedule, gen, min_snr_gamma)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        ema.update(model)
+        running.append(loss.item())
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            losses.append(sum(running) / len(running))
+            lrs.append(sched.get_last_lr()[0])
+            running = []
+    return ema, losses, lrs
+
+
+def test_train_denoiser_on_the_shared_loop_equals_the_old_loop_bit_for_bit():
+    clip = _tiny_clip()
+    bank = PromptBank.encode(clip, ["a red circle", "a blue square"])
+    x = torch.rand(16, 3, 8, 8) * 2 - 1
+    idx = torch.arange(16) % 3
+    s = NoiseSchedule.make("cosine", 100)
+    kw = dict(steps=7, batch_size=8, lr=2e-3, warmup=3, p_uncond=0.3, ema_decay=0.9, seed=4, log_every=2, min_snr_gamma=5.0)
+    out = []
+    for fn in (_old_train_denoiser, train_denoiser):
+        torch.manual_seed(0)
+        net = UNet(UNetConfig(channels=(16, 32), attention_levels=(False, True), d_text=16, emb_dim=32))
+        torch.nn.init.normal_(net.conv_out.weight, std=0.05)          # so every layer gets a gradient
+        out.append((net, fn(net, x, idx, bank, s, **kw)))
+    (old_net, (old_ema, old_loss, old_lr)), (net, (ema, hist)) = out
+    assert hist.loss == old_loss and hist.lr == old_lr and hist.step == [2, 4, 6, 7] and hist.steps_done == 7
+    assert hist.lr[-1] == 0.0
+    for a, b in zip(list(old_net.parameters()) + list(old_ema.model.parameters()),
+                    list(net.parameters()) + list(ema.model.parameters())):
+        assert torch.equal(a, b)

@@ -300,3 +300,153 @@ def test_video_metric_validation():
         per_frame_fid(net, torch.zeros(2, 3, 2, 8, 8), torch.zeros(2, 3, 2, 8, 8))
     with pytest.raises(ValueError, match="labels"):
         train_video_feature_net(torch.zeros(4, 3, 2, 8, 8), torch.zeros(4, 1))
+
+
+# --- the training functions run on the shared loop and train exactly as their old loops did (issue 14) ---
+
+def _old_train_video_denoiser(model, latents, prompt_ids, prompt_mask, null_prompt, schedule, *, steps, batch_size,
+                              lr, warmup, p_uncond, ema_decay, seed, log_every, min_snr_gamma):
+    """train_video_denoiser's own loop before issue 14, verbatim (time budget left out)."""
+    import math
+
+    from genai_helpers.diffusion.denoising import drop_prompts
+    from genai_helpers.training import EMA
+    null_ids, null_mask = null_prompt
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+
+    def factor(step):
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, steps - warmup))))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    ema, losses, lrs, running = EMA(model, ema_decay), [], [], []
+    model.train()
+    for step in range(steps):
+        idx = torch.randint(0, latents.shape[0], (batch_size,), generator=gen)
+        keep = drop_prompts(torch.ones(batch_size, dtype=torch.long), p_uncond, gen).bool()[:, None]
+        ids = torch.where(keep, prompt_ids[idx], null_ids)
+        mask = torch.where(keep, prompt_mask[idx], null_mask)
+        loss = video_denoising_loss(model, latents[idx], {"ids": ids, "mask": mask}, schedule, gen, min_snr_gamma)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        ema.update(model)
+        running.append(loss.item())
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            losses.append(sum(running) / len(running))
+            lrs.append(sched.get_last_lr()[0])
+            running = []
+    return ema, losses, lrs
+
+
+def test_train_video_denoiser_on_the_shared_loop_equals_the_old_loop_bit_for_bit():
+    from genai_helpers.diffusion.video import train_video_denoiser
+    torch.manual_seed(1)
+    latents = torch.randn(6, 4, 2, 4, 4)
+    ids, mask = _prompts(6)
+    null = (torch.full((1, 8), 2), torch.tensor([[True] + [False] * 7]))
+    kw = dict(steps=5, batch_size=3, lr=2e-3, warmup=2, p_uncond=0.3, ema_decay=0.9, seed=2, log_every=2, min_snr_gamma=5.0)
+    out = []
+    for fn in (_old_train_video_denoiser, train_video_denoiser):
+        torch.manual_seed(0)
+        model = VideoDenoiser(VideoDenoiserConfig(vocab_size=32, channels=(16, 32)))
+        torch.nn.init.normal_(model.conv_out.weight, std=0.05)
+        out.append((model, fn(model, latents, ids, mask, null, NoiseSchedule.make("cosine", 100), **kw)))
+    (old_model, (old_ema, old_loss, old_lr)), (model, (ema, hist)) = out
+    assert hist.loss == old_loss and hist.lr == old_lr and hist.steps_done == 5 and hist.lr[-1] == 0.0
+    for a, b in zip(list(old_model.parameters()) + list(old_ema.model.parameters()),
+                    list(model.parameters()) + list(ema.model.parameters())):
+        assert torch.equal(a, b)
+
+
+def test_video_denoiser_under_a_time_budget_ends_annealed(monkeypatch):
+    """The old loop laid its cosine over ``steps`` and, stopped by the budget, kept most of its rate."""
+    from genai_helpers.diffusion.video import train_video_denoiser
+
+    class Clock:                        # every call is one second later: the budget ends after a few steps
+        t = 0.0
+
+        def perf_counter(self):
+            self.t += 1.0
+            return self.t
+
+    monkeypatch.setattr("genai_helpers.training.time", Clock())
+    torch.manual_seed(0)
+    model = VideoDenoiser(VideoDenoiserConfig(vocab_size=32, channels=(16, 32)))
+    ids, mask = _prompts(4)
+    null = (torch.full((1, 8), 2), torch.tensor([[True] + [False] * 7]))
+    _, hist = train_video_denoiser(model, torch.randn(4, 4, 2, 4, 4), ids, mask, null, NoiseSchedule.make("cosine", 100),
+                                   steps=100, batch_size=2, warmup=1, log_every=1, time_budget_s=4)
+    assert hist.stopped == "time budget" and hist.steps_done < 10
+    assert hist.lr[-1] == 0.0 and hist.lr == sorted(hist.lr, reverse=True)
+
+
+def test_train_mid_frame_net_on_the_shared_loop_equals_the_old_loop():
+    import torch.nn.functional as F
+    v, _, _ = make_moving_shapes(40, frames=4, size=8, seed=0)
+    clips = v.transpose(1, 2) * 2 - 1
+    torch.manual_seed(0)
+    old = MidFrameNet(width=8)
+    torch.nn.init.normal_(old.out.weight, std=0.05)
+    new = MidFrameNet(width=8)
+    new.load_state_dict(old.state_dict())
+    # the old loop, verbatim: AdamW + CosineAnnealingLR over the steps, no clipping
+    prev, mid, nxt = frame_triplets(clips)
+    gen = torch.Generator().manual_seed(3)
+    opt = torch.optim.AdamW(old.parameters(), lr=3e-3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=12)
+    losses = []
+    old.train()
+    for _ in range(12):
+        idx = torch.randint(0, len(prev), (16,), generator=gen)
+        loss = F.mse_loss(old(prev[idx], nxt[idx]), mid[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+    report = train_mid_frame_net(new, clips, steps=12, batch_size=16, lr=3e-3, seed=3)
+    # CosineAnnealingLR computes its rates recursively, the shared schedule in closed form: they agree
+    # to ~1e-15 relative, so the losses agree to float32 rounding (they are usually bit-identical)
+    assert report["loss"] == pytest.approx(losses, rel=1e-6, abs=1e-7)
+    for a, b in zip(old.parameters(), new.parameters()):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-7)
+    assert not new.training and not any(p.requires_grad for p in new.parameters())
+
+
+def test_train_video_feature_net_on_the_shared_loop_equals_the_old_loop():
+    import torch.nn.functional as F
+    v, _, lab = make_moving_shapes(50, frames=4, size=8, seed=0)
+    videos, labels = v.transpose(1, 2) * 2 - 1, label_matrix(lab)
+    sizes = tuple(int(m) + 1 for m in labels.max(0).values)
+    epochs, bs, seed = 2, 10, 0
+    with torch.random.fork_rng(devices=[]):          # the old loop, verbatim
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        old = VideoFeatureNet(3, sizes, width=8)
+        order = torch.randperm(len(videos), generator=gen)
+        train_idx = order[5:]
+        spe = len(train_idx) // bs
+        opt = torch.optim.AdamW(old.parameters(), lr=3e-3, weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * spe)
+        old.train()
+        for _ in range(epochs):
+            perm = train_idx[torch.randperm(len(train_idx), generator=gen)]
+            total = 0.0
+            for s in range(spe):
+                idx = perm[s * bs:(s + 1) * bs]
+                loss = sum(F.cross_entropy(lg, labels[idx][:, h]) for h, lg in enumerate(old(videos[idx])))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                total += loss.item()
+    new = train_video_feature_net(videos, labels, epochs=epochs, batch_size=bs, width=8, seed=seed)
+    assert new.train_report["n_val"] == 5
+    assert new.train_report["train_loss"] == pytest.approx(total / spe, rel=1e-6)
+    for a, b in zip(old.parameters(), new.parameters()):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-7)

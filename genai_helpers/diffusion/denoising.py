@@ -8,16 +8,14 @@ exponential moving average (EMA) of the weights, which is much smoother than the
 """
 from __future__ import annotations
 
-import copy
-import math
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .._checks import check_positive_int, check_probability, check_tensor
+from ..training import EMA, TrainConfig, TrainHistory, every, train  # noqa: F401  (EMA: re-exported, its old home)
 from .schedules import NoiseSchedule
 
 
@@ -59,7 +57,6 @@ class PromptBank:
                              f"the bank's {len(self.prompts)} prompts are {shown}. Encode it with PromptBank.encode")
         return torch.tensor([self.index[p] for p in prompts], dtype=torch.long)
 
-
     def take(self, idx: torch.Tensor) -> dict:
         return {"context": self.context[idx], "context_mask": self.mask[idx], "pooled": self.pooled[idx]}
 
@@ -93,35 +90,7 @@ def drop_prompts(idx: torch.Tensor, p_uncond: float, generator: torch.Generator 
     return torch.where(keep, idx, torch.zeros_like(idx))
 
 
-class EMA:
-    """Exponential moving average of a model's weights: ``ema = d * ema + (1 - d) * w`` after each step.
-
-    The decay warms up as ``min(decay, (1 + n) / (10 + n))`` so early averages are not dominated by
-    the random initial weights. ``ema.model`` is a frozen copy to sample from.
-    """
-
-    def __init__(self, model: nn.Module, decay: float = 0.999):
-        check_probability("decay", decay)
-        self.decay, self.updates = decay, 0
-        self.model = copy.deepcopy(model).eval().requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        self.updates += 1
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for e, p in zip(self.model.parameters(), model.parameters()):
-            e.lerp_(p.detach(), 1 - d)
-        for e, b in zip(self.model.buffers(), model.buffers()):
-            e.copy_(b)
-
-
-@dataclass
-class DenoiserHistory:
-    step: list = field(default_factory=list)
-    loss: list = field(default_factory=list)
-    lr: list = field(default_factory=list)
-    seconds: float = 0.0
-    steps_done: int = 0
+DenoiserHistory = TrainHistory      # the old name: ``step``, ``loss``, ``lr``, ``seconds``, ``steps_done`` and more
 
 
 def train_denoiser(model: nn.Module, images: torch.Tensor, prompt_idx: torch.Tensor, bank: PromptBank,
@@ -129,12 +98,14 @@ def train_denoiser(model: nn.Module, images: torch.Tensor, prompt_idx: torch.Ten
                    warmup: int = 100, p_uncond: float = 0.15, ema_decay: float = 0.999, weight_decay: float = 0.0,
                    seed: int = 0, log_every: int = 25, time_budget_s: float | None = None,
                    min_snr_gamma: float | None = None, callback=None) -> tuple[EMA, DenoiserHistory]:
-    """AdamW + linear warm-up + cosine decay, prompt dropout, gradient clipping at 1, EMA weights
-    (``min_snr_gamma``: see :func:`denoising_loss`).
+    """AdamW + linear warm-up + cosine decay to 0, prompt dropout, gradient clipping at 1, EMA weights
+    (``min_snr_gamma``: see :func:`denoising_loss`), in fp32, through :func:`~genai_helpers.training.train`.
 
     ``images`` ``(N, C, H, W)`` in [-1, 1]; ``prompt_idx`` ``(N,)`` rows of ``bank``. Stops early
-    (cleanly, after the current step) when ``time_budget_s`` runs out. ``callback(step, loss)``
-    is called every ``log_every`` steps (e.g. a live plot). Returns ``(ema, history)``.
+    (cleanly, after the current step) when ``time_budget_s`` runs out, and the cosine then ends
+    at that moment (see :mod:`genai_helpers.training`). ``callback(step, loss)`` is called every
+    ``log_every`` steps and at the last (e.g. a live plot). Returns ``(ema, history)``, a
+    :class:`~genai_helpers.training.TrainHistory` (``steps_done``, ``seconds``, ``step``, ``loss``, ``lr``).
     """
     check_tensor("images", images, ndim=4)
     check_tensor("prompt_idx", prompt_idx, ndim=1)
@@ -143,40 +114,22 @@ def train_denoiser(model: nn.Module, images: torch.Tensor, prompt_idx: torch.Ten
     check_positive_int("steps", steps)
     check_positive_int("batch_size", batch_size)
     check_positive_int("warmup", warmup, minimum=0)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)          # one stream: batch, prompt dropout, then t and noise
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    ema = EMA(model, ema_decay)
 
-    def factor(step):
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, steps - warmup))))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-    ema, hist = EMA(model, ema_decay), DenoiserHistory()
-    device = next(model.parameters()).device
-    model.train()
-    start, running = time.perf_counter(), []
-    for step in range(steps):
+    def batch_fn(i):
         idx = torch.randint(0, images.shape[0], (batch_size,), generator=gen)
-        cond = {k: v.to(device) for k, v in bank.take(drop_prompts(prompt_idx[idx], p_uncond, gen)).items()}
-        loss = denoising_loss(model, images[idx].to(device), cond, schedule, gen, min_snr_gamma)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        ema.update(model)
-        running.append(loss.item())
-        hist.steps_done = step + 1
-        if (step + 1) % log_every == 0 or step + 1 == steps:
-            hist.step.append(step + 1)
-            hist.loss.append(sum(running) / len(running))
-            hist.lr.append(sched.get_last_lr()[0])
-            running = []
-            if callback is not None:
-                callback(step + 1, hist.loss[-1])
-        if time_budget_s is not None and time.perf_counter() - start > time_budget_s:
-            break
-    hist.seconds = time.perf_counter() - start
-    model.eval()
-    return ema, hist
+        return images[idx], bank.take(drop_prompts(prompt_idx[idx], p_uncond, gen))
+
+    def loss_fn(net, batch):
+        x0, cond = batch
+        return denoising_loss(net, x0, cond, schedule, gen, min_snr_gamma)
+
+    hooks = [ema]
+    if callback is not None:
+        hooks.append(every(log_every, lambda info: callback(info.step, info.history.loss[-1])))
+    config = TrainConfig(steps=steps, grad_clip=1.0, precision="fp32", log_every=log_every, progress=False,
+                         live_plot=False, time_budget_s=time_budget_s, lr_schedule="cosine", warmup_steps=warmup,
+                         min_lr_ratio=0.0)
+    return ema, train(model, opt, batch_fn, config, loss_fn=loss_fn, hooks=hooks)

@@ -14,7 +14,6 @@ Frames are ``(B, C, H, W)``; clips ``(B, C, T, H, W)`` (the :mod:`.video` layout
 """
 from __future__ import annotations
 
-import time
 from typing import Callable
 
 import torch
@@ -22,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .._checks import check_positive_int, check_tensor
+from ..training import TrainConfig, train
 
 
 def linear_blend(prev: torch.Tensor, nxt: torch.Tensor, weight: float = 0.5) -> torch.Tensor:
@@ -94,7 +94,8 @@ def train_mid_frame_net(net: MidFrameNet, clips: torch.Tensor, *, steps: int, ba
                         lr: float = 2e-3, seed: int = 0) -> dict:
     """Train ``net`` to predict frame ``i+1`` from frames ``i`` and ``i+2`` of real ``clips`` (mean squared error).
 
-    Returns ``{"loss": [...], "seconds": s}`` and leaves ``net`` frozen in eval mode.
+    AdamW with cosine decay to 0 over ``steps``, in fp32, through :func:`~genai_helpers.training.train`.
+    Returns ``{"loss": [...], "seconds": s}`` (one loss per step) and leaves ``net`` frozen in eval mode.
     """
     if not isinstance(net, MidFrameNet):
         raise TypeError(f"net must be a MidFrameNet, got {type(net).__name__}")
@@ -103,17 +104,17 @@ def train_mid_frame_net(net: MidFrameNet, clips: torch.Tensor, *, steps: int, ba
     prev, mid, nxt = frame_triplets(clips)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(net.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-    device = next(net.parameters()).device
-    losses, start = [], time.perf_counter()
-    net.train()
-    for _ in range(steps):
+
+    def batch_fn(i):
         idx = torch.randint(0, len(prev), (batch_size,), generator=gen)
-        loss = F.mse_loss(net(prev[idx].to(device), nxt[idx].to(device)), mid[idx].to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
+        return prev[idx], nxt[idx], mid[idx]
+
+    def loss_fn(model, batch):
+        p, n, m = batch
+        return F.mse_loss(model(p, n), m)
+
+    config = TrainConfig(steps=steps, grad_clip=None, precision="fp32", log_every=1, progress=False, live_plot=False,
+                         lr_schedule="cosine", min_lr_ratio=0.0)
+    hist = train(net, opt, batch_fn, config, loss_fn=loss_fn)
     net.eval().requires_grad_(False)
-    return {"loss": losses, "seconds": time.perf_counter() - start}
+    return {"loss": hist.loss, "seconds": hist.seconds}

@@ -15,14 +15,13 @@ frame axis with ``video.transpose(1, 2)``.) Pixels are in [-1, 1].
   leaves the temporal layers out — an image model applied frame by frame — for comparison. It
   carries its own small text encoder (:class:`~.clip.TextEncoder`), trained with the denoiser.
 * :func:`video_denoising_loss` and :func:`train_video_denoiser`: the noise-prediction loss of
-  chapter 13 on 5-D latents, with prompt dropout and EMA weights (reused from :mod:`.denoising`).
+  chapter 13 on 5-D latents, with prompt dropout and EMA weights, trained by the package's one
+  loop (:func:`~genai_helpers.training.train`).
   Sampling reuses :func:`~.samplers.sample` and :func:`~.guidance.guided_eps_fn` unchanged —
   they work on tensors of any shape.
 """
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass
 
 import torch
@@ -32,7 +31,8 @@ import torch.nn.functional as F
 from .._checks import check_positive_int, check_probability, check_tensor
 from ..attention import MultiHeadAttention
 from .clip import TextEncoder
-from .denoising import EMA, DenoiserHistory, drop_prompts
+from ..training import EMA, TrainConfig, TrainHistory, train
+from .denoising import drop_prompts
 from .schedules import NoiseSchedule
 from .unet import CrossAttentionBlock, ResBlock, timestep_embedding
 
@@ -305,14 +305,17 @@ def train_video_denoiser(model: nn.Module, latents: torch.Tensor, prompt_ids: to
                          null_prompt: tuple[torch.Tensor, torch.Tensor], schedule: NoiseSchedule, *, steps: int,
                          batch_size: int = 32, lr: float = 2e-3, warmup: int = 50, p_uncond: float = 0.15,
                          ema_decay: float = 0.995, seed: int = 0, log_every: int = 25,
-                         min_snr_gamma: float | None = 5.0, time_budget_s: float | None = None) -> tuple[EMA, DenoiserHistory]:
-    """AdamW, linear warm-up then cosine decay, prompt dropout, gradient clipping at 1, EMA weights.
+                         min_snr_gamma: float | None = 5.0, time_budget_s: float | None = None) -> tuple[EMA, TrainHistory]:
+    """AdamW, linear warm-up then cosine decay to 0, prompt dropout, gradient clipping at 1, EMA weights,
+    in fp32, through :func:`~genai_helpers.training.train`.
 
     ``latents`` ``(N, C, T, H, W)``; ``prompt_ids``/``prompt_mask`` ``(N, max_len)``, one encoded
     prompt per clip (:func:`~.clip.encode_prompts`); ``null_prompt`` the ``(ids, mask)`` of the
     empty prompt ``""``, each ``(1, max_len)``, which replaces a prompt with probability
-    ``p_uncond``. Returns ``(ema, history)``; stops after the current step once
-    ``time_budget_s`` is spent.
+    ``p_uncond``. Returns ``(ema, history)`` (a :class:`~genai_helpers.training.TrainHistory`);
+    stops after the current step once ``time_budget_s`` is spent, and the cosine is laid out so
+    that it has then decayed to 0 (the position in the run is the larger of the fraction of
+    ``steps`` and the fraction of ``time_budget_s`` done).
     """
     _check_video("latents", latents)
     check_tensor("prompt_ids", prompt_ids, ndim=2)
@@ -327,40 +330,22 @@ def train_video_denoiser(model: nn.Module, latents: torch.Tensor, prompt_ids: to
     check_positive_int("batch_size", batch_size)
     check_positive_int("warmup", warmup, minimum=0)
     check_probability("p_uncond", p_uncond)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)          # one stream: batch, prompt dropout, then t and noise
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    ema = EMA(model, ema_decay)
 
-    def factor(step):
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, steps - warmup))))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-    ema, hist = EMA(model, ema_decay), DenoiserHistory()
-    device = next(model.parameters()).device
-    model.train()
-    start, running = time.perf_counter(), []
-    for step in range(steps):
+    def batch_fn(i):
         idx = torch.randint(0, latents.shape[0], (batch_size,), generator=gen)
         keep = drop_prompts(torch.ones(batch_size, dtype=torch.long), p_uncond, gen).bool()[:, None]
-        ids = torch.where(keep, prompt_ids[idx], null_ids).to(device)
-        mask = torch.where(keep, prompt_mask[idx], null_mask).to(device)
-        loss = video_denoising_loss(model, latents[idx].to(device), {"ids": ids, "mask": mask}, schedule, gen, min_snr_gamma)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        ema.update(model)
-        running.append(loss.item())
-        hist.steps_done = step + 1
-        if (step + 1) % log_every == 0 or step + 1 == steps:
-            hist.step.append(step + 1)
-            hist.loss.append(sum(running) / len(running))
-            hist.lr.append(sched.get_last_lr()[0])
-            running = []
-        if time_budget_s is not None and time.perf_counter() - start > time_budget_s:
-            break
-    hist.seconds = time.perf_counter() - start
-    model.eval()
-    return ema, hist
+        ids = torch.where(keep, prompt_ids[idx], null_ids)
+        mask = torch.where(keep, prompt_mask[idx], null_mask)
+        return latents[idx], {"ids": ids, "mask": mask}
+
+    def loss_fn(net, batch):
+        x0, cond = batch
+        return video_denoising_loss(net, x0, cond, schedule, gen, min_snr_gamma)
+
+    config = TrainConfig(steps=steps, grad_clip=1.0, precision="fp32", log_every=log_every, progress=False,
+                         live_plot=False, time_budget_s=time_budget_s, lr_schedule="cosine", warmup_steps=warmup,
+                         min_lr_ratio=0.0)
+    return ema, train(model, opt, batch_fn, config, loss_fn=loss_fn, hooks=[ema])

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_positive_int, check_tensor
+from ..training import TrainConfig, train
 from .image import fid_from_features, inception_score, kernel_inception_distance
 
 _KINDS = ("single", "multi_head", "multi_label")
@@ -170,7 +171,8 @@ def train_feature_net(images: torch.Tensor, labels: torch.Tensor, *, epochs: int
         images: float ``[N, C, H, W]`` in [-1, 1], ``H, W >= 8``.
         labels: LongTensor ``[N]`` (classes), LongTensor ``[N, A]`` (A categorical attributes) or
             float ``[N, K]`` of 0/1 (multi-label, binary cross-entropy).
-        epochs, batch_size, lr: AdamW training budget (weight decay 1e-4, cosine decay of ``lr``).
+        epochs, batch_size, lr: AdamW training budget (weight decay 1e-4, cosine decay of ``lr`` to 0;
+            fp32, through :func:`~genai_helpers.training.train`).
         seed: seeds the initialisation, the validation split and the shuffling — the result is
             deterministic on a given device and does not touch the global random state.
         device: where to train (default: CPU); the returned net stays there.
@@ -206,21 +208,17 @@ def train_feature_net(images: torch.Tensor, labels: torch.Tensor, *, epochs: int
         if len(train_idx) < 2:
             raise ValueError(f"need at least 2 training images after the validation split, got {len(train_idx)}")
         steps_per_epoch = max(1, len(train_idx) // batch_size)
+        perms = [train_idx[torch.randperm(len(train_idx), generator=gen)] for _ in range(epochs)]   # one shuffle per epoch
         opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
-        net.train()
-        for _ in range(epochs):
-            perm = train_idx[torch.randperm(len(train_idx), generator=gen)]
-            total = 0.0
-            for s in range(steps_per_epoch):
-                idx = perm[s * batch_size:(s + 1) * batch_size]
-                x, y = images[idx].to(device), labels[idx].to(device)
-                loss = _loss(net, net(x), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                total += loss.item()
+
+        def batch_fn(i):
+            s = i % steps_per_epoch
+            idx = perms[i // steps_per_epoch][s * batch_size:(s + 1) * batch_size]
+            return images[idx], labels[idx]
+
+        config = TrainConfig(steps=epochs * steps_per_epoch, grad_clip=None, precision="fp32", log_every=steps_per_epoch,
+                             progress=False, live_plot=False, lr_schedule="cosine", min_lr_ratio=0.0)
+        hist = train(net, opt, batch_fn, config, loss_fn=lambda model, b: _loss(model, model(b[0]), b[1]), device=device)
         net.eval().requires_grad_(False)
         per_head = None
         if n_val:
@@ -228,7 +226,7 @@ def train_feature_net(images: torch.Tensor, labels: torch.Tensor, *, epochs: int
             if kind == "single":
                 pred, truth = pred[:, None], truth[:, None]
             per_head = [float((pred[:, h] == truth[:, h].long()).float().mean()) for h in range(truth.shape[1])]
-    net.train_report = {"train_loss": total / steps_per_epoch,
+    net.train_report = {"train_loss": hist.loss[-1],
                         "val_accuracy": sum(per_head) / len(per_head) if per_head else None,
                         "val_accuracy_per_head": per_head, "n_train": len(train_idx), "n_val": n_val,
                         "seconds": time.perf_counter() - start}

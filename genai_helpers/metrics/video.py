@@ -22,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .._checks import check_positive_int, check_tensor
+from ..training import TrainConfig, train
 from .feature_net import FeatureNet
 from .image import fid_from_features
 
@@ -82,7 +83,9 @@ def train_video_feature_net(videos: torch.Tensor, labels: torch.Tensor, *, epoch
                             head_sizes: Sequence[int] | None = None, device=None) -> VideoFeatureNet:
     """Train a :class:`VideoFeatureNet` on ``videos`` ``(N, C, T, H, W)`` in [-1, 1] with ``labels``
     int64 ``(N, A)`` (A categorical attributes; sum of cross-entropies). Returns it frozen in eval
-    mode; ``net.train_report`` has ``val_accuracy_per_head``, ``train_loss`` and ``seconds``.
+    mode; ``net.train_report`` has ``val_accuracy_per_head``, ``train_loss`` (mean of the last epoch) and
+    ``seconds``. AdamW (weight decay 1e-4), cosine decay of ``lr`` to 0, fp32, through
+    :func:`~genai_helpers.training.train`.
     Deterministic given ``seed`` (does not touch the global random state).
     """
     _check_videos("videos", videos)
@@ -106,27 +109,27 @@ def train_video_feature_net(videos: torch.Tensor, labels: torch.Tensor, *, epoch
         n_val = int(round(val_fraction * len(videos)))
         val_idx, train_idx = order[:n_val], order[n_val:]
         steps_per_epoch = max(1, len(train_idx) // batch_size)
+        perms = [train_idx[torch.randperm(len(train_idx), generator=gen)] for _ in range(epochs)]   # one shuffle per epoch
         opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
-        net.train()
-        for _ in range(epochs):
-            perm = train_idx[torch.randperm(len(train_idx), generator=gen)]
-            total = 0.0
-            for s in range(steps_per_epoch):
-                idx = perm[s * batch_size:(s + 1) * batch_size]
-                x, y = videos[idx].to(device), labels[idx].to(device)
-                loss = sum(F.cross_entropy(logits, y[:, h]) for h, logits in enumerate(net(x)))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                total += loss.item()
+
+        def batch_fn(i):
+            s = i % steps_per_epoch
+            idx = perms[i // steps_per_epoch][s * batch_size:(s + 1) * batch_size]
+            return videos[idx], labels[idx]
+
+        def loss_fn(model, batch):
+            x, y = batch
+            return sum(F.cross_entropy(logits, y[:, h]) for h, logits in enumerate(model(x)))
+
+        config = TrainConfig(steps=epochs * steps_per_epoch, grad_clip=None, precision="fp32", log_every=steps_per_epoch,
+                             progress=False, live_plot=False, lr_schedule="cosine", min_lr_ratio=0.0)
+        hist = train(net, opt, batch_fn, config, loss_fn=loss_fn, device=device)
         net.eval().requires_grad_(False)
         per_head = None
         if n_val:
             pred = net.predict(videos[val_idx])
             per_head = (pred == labels[val_idx]).float().mean(0).tolist()
-    net.train_report = {"train_loss": total / steps_per_epoch, "val_accuracy_per_head": per_head,
+    net.train_report = {"train_loss": hist.loss[-1], "val_accuracy_per_head": per_head,
                         "n_train": len(train_idx), "n_val": n_val, "seconds": time.perf_counter() - start}
     return net
 
