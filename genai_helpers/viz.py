@@ -5,11 +5,13 @@ Everything returns a matplotlib ``Figure`` (or an ``IPython.display.HTML`` playe
 object-oriented API, so nothing is drawn twice in a notebook and figures are easy to test.
 
 Importing this module applies the book's figure style once (:func:`use_book_style`): constrained
-layout (titles never overlap), light grid lines on plots but never over images or heatmaps,
-pixel-exact images. Players (:func:`sweep_player`, :func:`jshtml`) draw their own buttons, so they
-work on the static site, in JupyterLab offline and on Colab; :func:`offline_jshtml` fixes the
-output of a plain ``Animation.to_jshtml()`` the same way, and ``genai_helpers.notebook.execute``
-applies it to every stored output (:func:`offline_notebook_outputs`).
+layout (titles never overlap), light grid lines on plots but never over images or heatmaps, and
+players at 100 dpi; :func:`log_axis` puts an axis on a log scale only when its data span decades.
+
+Players (:func:`sweep_player`, :func:`jshtml`) draw their own buttons, so they work on the static
+site, in JupyterLab offline and on Colab; :func:`offline_jshtml` fixes the output of a plain
+``Animation.to_jshtml()`` the same way, and ``genai_helpers.notebook.execute`` applies it to every
+stored output (:func:`offline_notebook_outputs`).
 """
 from __future__ import annotations
 
@@ -34,10 +36,9 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 BOOK_STYLE = {
     "figure.dpi": 90,                        # inline figures: readable, notebooks stay small
     "figure.constrained_layout.use": True,   # titles, labels and colorbars never overlap
-    "axes.grid": True,                       # light grid on plots ...
+    "axes.grid": True,                       # light grid on plots (never over images: see below)
     "grid.alpha": 0.3,
     "axes.titlesize": "medium",
-    "image.interpolation": "nearest",        # ... and pixels shown as pixels, never a grid over them
     "legend.fontsize": "small",
 }
 PLAYER_DPI = 100  # frames of sweep_player / jshtml: sharp enough to read tick labels

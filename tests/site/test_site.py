@@ -13,9 +13,19 @@ the widget scripts have run, and fails on what a reader would see as broken:
 - on chapter 1: no animation player from ``matplotlib.animation.Animation.to_jshtml()`` (that is
   how sliders work on the static site).
 
-It also checks every built page without a browser (local scripts, stylesheets and images exist;
-nothing in a page's ``<head>`` comes from the network), that search finds chapter 1, and saves
-screenshots to ``_build/screenshots/`` for a person to look at.
+Nothing may come from outside the site (the README promises a site that renders with no
+network), checked twice: every built page and every stylesheet it loads is read for ``<link>``,
+``<script src>``, ``<img src>``, media, frames, ``@import`` and ``url()`` pointing at another host
+(links a reader clicks are fine); and Chromium's network log (``--log-net-log``) of every built
+page must show no request to the network at all, whatever the page's scripts did.
+
+Animation players must show their buttons: a player made by ``viz.sweep_player`` and chapter 1's
+first stored player are screenshotted and each of the nine buttons must contain drawn pixels
+(matplotlib's own player links Font Awesome from a CDN, so offline its buttons are blank; a test
+checks that this is caught).
+
+It also checks that local scripts, stylesheets and images exist, that search finds chapter 1,
+and saves screenshots to ``_build/screenshots/`` for a person to look at.
 
 The check functions are tested on deliberately broken pages at the bottom of this file, so a
 check that silently stopped working would show up as a failing test.
