@@ -100,7 +100,6 @@ import torch
 
 from ._checks import check_positive_int, check_probability
 from .checkpoint import load_checkpoint, save_checkpoint
-from .runtime import get_device  # noqa: F401  (re-exported for chapters that import it from here)
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LR_SCHEDULES = (None, "cosine")
