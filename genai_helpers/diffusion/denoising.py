@@ -12,10 +12,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .._checks import check_positive_int, check_probability, check_tensor
-from ..training import EMA, TrainConfig, TrainHistory, every, train  # noqa: F401  (EMA: re-exported, its old home)
+from ..training import EMA, TrainConfig, TrainHistory, every, train   # EMA lived here; importing it from here still works
 from .schedules import NoiseSchedule
 
 
