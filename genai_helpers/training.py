@@ -5,7 +5,8 @@
 What it does for you, each switched by :class:`TrainConfig`:
 
 - mixed precision where the device supports it (bf16 on recent GPUs, fp16 + loss scaling on
-  older ones, fp32 on CPU unless asked), gradient clipping and gradient accumulation;
+  older ones, fp32 on CPU unless asked; a step that fp16 loss scaling skips for inf/nan gradients
+  does not advance ``scheduler``), gradient clipping and gradient accumulation;
 - optional gradient checkpointing (for models with ``set_gradient_checkpointing``);
 - a learning-rate schedule (``lr_schedule="cosine"``: linear warm-up, then cosine decay) that also
   anneals within a time budget (``time_budget_s``), see below;
