@@ -16,6 +16,8 @@ import torch.nn.functional as F
 
 from ._checks import check_positive_int, check_probability, check_tensor
 
+__all__ = ["causal_mask", "padding_mask", "scaled_dot_product_attention", "MultiHeadAttention"]
+
 
 def causal_mask(n_queries: int, n_keys: int | None = None, device=None) -> torch.Tensor:
     """Boolean ``(n_queries, n_keys)`` mask, ``True`` on and below the diagonal.

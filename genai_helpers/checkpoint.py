@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+__all__ = ["save_checkpoint", "load_checkpoint", "write_atomic"]
+
 _META_KEY = "genai_helpers"
 
 

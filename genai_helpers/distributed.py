@@ -33,6 +33,9 @@ import torch.distributed as dist
 
 from ._checks import check_positive_int, check_tensor
 
+__all__ = ["LOOPBACK", "free_port", "Workers", "launch", "rank_and_world", "ByteCounter", "ring_all_reduce",
+           "hierarchical_all_reduce", "check_collectives"]
+
 LOOPBACK = "127.0.0.1"
 
 

@@ -22,6 +22,10 @@ from dataclasses import dataclass
 
 from ._checks import check_positive_int
 
+__all__ = ["GPU", "GPUS", "ADAM_MIXED_PRECISION_BYTES", "transformer_params", "activation_bytes", "training_memory",
+           "kv_cache_bytes", "inference_memory", "training_flops", "chinchilla_tokens", "training_time",
+           "gpus_to_hold"]
+
 
 @dataclass(frozen=True)
 class GPU:

@@ -22,6 +22,8 @@ import torch
 
 from ._checks import check_positive_int
 
+__all__ = ["tensor_bytes", "optimizer_state_bytes", "saved_activation_bytes", "peak_memory_bytes", "time_call"]
+
 
 def tensor_bytes(tensors: Iterable[torch.Tensor]) -> int:
     """Bytes held by ``tensors`` (each storage counted once), e.g. ``model.parameters()``."""

@@ -49,6 +49,10 @@ import tempfile
 import time
 from pathlib import Path
 
+__all__ = ["META_KEY", "RESULTS_ENV", "REPO_ROOT", "BOOK_CORPUS", "CHAPTER_DATA", "code_sha256", "package_sha256",
+           "package_changed", "record_result", "recorded_results", "read_results", "chapter_data_files",
+           "data_sha256", "stale_reasons", "execute", "main"]
+
 META_KEY = "genai_book"
 RESULTS_ENV = "GENAI_RESULTS_PATH"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -302,8 +306,8 @@ def execute(path: str | os.PathLike, mode: str = "full", timeout: int = 3600) ->
     if data_hash is not None:
         meta["data_sha256"] = data_hash
     nb.metadata[META_KEY] = meta
-    from .viz import offline_notebook_outputs
-    offline_notebook_outputs(nb)  # players draw their own buttons: no Font Awesome from a CDN (viz)
+    from .players import offline_notebook_outputs
+    offline_notebook_outputs(nb)  # players draw their own buttons: no Font Awesome from a CDN (players)
     nbformat.write(nb, path)
     return meta
 

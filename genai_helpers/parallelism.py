@@ -24,6 +24,11 @@ import torch.nn as nn
 
 from ._checks import check_positive_int
 
+__all__ = ["shard_batch", "ShardedBatches", "SeededModel", "ddp_gradients_on_rank", "train_ddp_on_rank",
+           "ColumnParallelLinear", "RowParallelLinear", "tensor_parallel_mlp_on_rank", "gpipe_schedule",
+           "bubble_fraction", "pipeline_on_rank", "reference_pipeline_grads", "zero_bytes_per_rank",
+           "fsdp_shards_on_rank"]
+
 
 def shard_batch(batch, rank: int, world_size: int):
     """Rank ``rank``'s contiguous slice of a global batch (tensors cut along dim 0)."""

@@ -20,6 +20,9 @@ import torch.nn as nn
 
 from ._checks import check_positive_int, check_tensor
 
+__all__ = ["sinusoidal_positions", "SinusoidalPositionalEncoding", "LearnedPositionalEmbedding", "rope_cos_sin",
+           "apply_rope", "timestep_embedding"]
+
 
 def sinusoidal_positions(n_positions: int, d_model: int, base: float = 10000.0) -> torch.Tensor:
     """The ``(n_positions, d_model)`` table PE[pos, 2i] = sin(pos / base^(2i/d)), PE[pos, 2i+1] = cos(...).

@@ -38,6 +38,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+__all__ = ["PROSE_KEY", "SMALL_INT", "ProseNumber", "prose_text", "numbers_in_prose", "backing_numbers",
+           "prose_constants", "is_backed", "unbacked_numbers", "unused_constants"]
+
 PROSE_KEY = "genai_book_prose"
 SMALL_INT = 12                       # integers up to this are counts in prose ("three layers", "8 heads")
 

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+__all__ = ["MODE_ENV", "DEVICE_ENV", "VALID_MODES", "VALID_DEVICES", "get_device", "available_devices",
+           "seed_everything", "run_mode", "is_smoke", "pick", "set_offline_hub", "RunInfo", "describe"]
+
 MODE_ENV = "GENAI_MODE"
 DEVICE_ENV = "GENAI_DEVICE"
 VALID_MODES = ("smoke", "full")

@@ -27,6 +27,9 @@ import torch
 
 from ._checks import check_positive_int, check_tensor
 
+__all__ = ["StepFn", "top_k_filter", "top_p_filter", "apply_repetition_penalty", "process_logits",
+           "sample_next_token", "lm_step_fn", "generate", "Beam", "check_beam_args", "beam_search"]
+
 StepFn = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -286,7 +289,7 @@ def beam_search(step_fn: StepFn, prompt: torch.Tensor | Sequence[int], beam_widt
     """Beam search over any step function; returns the best hypotheses, best first.
 
     The book's one beam core: the captioner, the translator and Smart Compose's cached search
-    (:func:`genai_helpers.compose.beam_search_cached`) all run it. ``prompt`` is a 1-D sequence
+    (:func:`genai_helpers.systems.smart_compose.beam_search_cached`) all run it. ``prompt`` is a 1-D sequence
     of ids (or ``(1, T)``). At each step every live beam is extended by every token, and the
     ``beam_width`` best extensions by total log-probability survive. A beam that emits ``eos_id``
     or any of ``stop_ids`` is finished; search stops when ``beam_width`` beams have finished and

@@ -13,7 +13,8 @@ What it does for you, each switched by :class:`TrainConfig`:
 - a tqdm progress bar and, in Jupyter, a live loss plot that leaves one final figure behind;
 - atomic safetensors checkpoints every ``checkpoint_every`` steps; re-running with the same
   ``checkpoint_path`` resumes and gives exactly the result an uninterrupted run would;
-- hooks called after every step: EMA weights, sample grids, early stopping (below).
+- hooks called after every step: EMA weights, sample grids, early stopping
+  (:mod:`genai_helpers.training_hooks` says what a hook sees and holds the ready-made ones).
 
 ``batch_fn(i)`` returns micro-batch number ``i`` (``i = step * accumulation_steps + micro``); it is
 called once per micro-batch, in order. Make it a pure function of ``i`` and resuming is exact;
@@ -25,13 +26,15 @@ per log interval go to ``history.terms[name]``, beside ``history.loss``.
 Learning-rate schedule and time budget
 --------------------------------------
 With ``lr_schedule="cosine"`` the loop sets each parameter group's rate to its starting rate
-(the optimizer's ``lr`` when ``train`` is called) times :func:`warmup_cosine`: linear warm-up over
-``warmup_steps`` steps, then cosine decay to ``min_lr_ratio`` × the starting rate at the end of
-the run. "The end of the run" is whichever comes first, ``steps`` or ``time_budget_s``: the
-schedule is defined on the run's *position* ``max(step, steps × elapsed / time_budget_s)`` (in
-steps), so a run that the time budget stops early still ends at the annealed rate, instead of
-stopping halfway down a cosine laid out for steps it never reached. Warm-up counts steps.
-``cosine_schedule`` is the same function as a step-based ``LambdaLR`` for ``scheduler=``.
+(the optimizer's ``lr`` when ``train`` is called) times
+:func:`~genai_helpers.lr_schedules.warmup_cosine`: linear warm-up over ``warmup_steps`` steps, then
+cosine decay to ``min_lr_ratio`` × the starting rate at the end of the run. "The end of the run"
+is whichever comes first, ``steps`` or ``time_budget_s``: the schedule is defined on the run's
+*position* ``max(step, steps × elapsed / time_budget_s)`` (in steps), so a run that the time
+budget stops early still ends at the annealed rate, instead of stopping halfway down a cosine
+laid out for steps it never reached. Warm-up counts steps.
+:func:`~genai_helpers.lr_schedules.cosine_schedule` is the same function as a step-based ``LambdaLR``
+for ``scheduler=``. Both live in :mod:`genai_helpers.lr_schedules`.
 
 What is deterministic:
 
@@ -49,34 +52,6 @@ What is deterministic:
 The budget counts all time inside ``train`` (hooks, evaluation and checkpoints included); the
 loop stops after the step during which it ran out (``history.stopped == "time budget"``).
 
-Hooks
------
-``train(..., hooks=[h, ...])``: each hook is a callable ``hook(info)`` called after every optimizer
-step, in order, on every rank, after the step is logged and ``eval_fn`` ran, before the
-checkpoint and the progress bar. Its return value is ignored. ``info`` is a :class:`StepInfo`:
-
-- ``step`` (int, steps done, 1 to ``steps``), ``steps`` (the configured total), ``final`` (bool:
-  this is the last step, by steps or by time budget);
-- ``loss`` (float: this step's loss, mean over micro-batches and ranks), ``terms`` (dict of
-  floats, the same for the parts of a ``(loss, terms)`` loss);
-- ``lr`` (float: the rate of parameter group 0 this step used), ``position`` (float in [0, 1]:
-  the fraction of the run done, by steps or time), ``seconds`` (training time so far);
-- ``model`` (the model without its DDP wrapper, in train mode: a hook that samples switches to
-  eval mode under ``torch.no_grad()`` and back), ``optimizer``, ``history`` (so far), ``rank``;
-- ``info.stop(reason)`` ends training after this step (``history.stopped == reason``); under DDP
-  one rank asking stops all of them.
-
-Ready-made: :class:`EMA` is a hook (``hooks=[ema]`` updates the average after every step), and
-``every(n, fn)`` calls ``fn(info)`` every ``n`` steps and at the final step (e.g. a sample grid)::
-
-    ema = EMA(model, decay=0.999)
-    grids = every(500, lambda info: show_grid(sample(ema.model)))
-    stop = lambda info: info.loss < 0.05 and info.stop("loss below 0.05")
-    train(model, opt, batch_fn, TrainConfig(steps=5000, time_budget_s=600, lr_schedule="cosine",
-          warmup_steps=100), hooks=[ema, grids, stop])
-
-With no hooks the loop adds nothing per step (no :class:`StepInfo` is built).
-
 Under ``torch.distributed`` (``torchrun``, or chapter 02's notebook workers) pass a model wrapped in
 ``DistributedDataParallel`` and a ``batch_fn`` that returns *this rank's* micro-batch; nothing else
 changes. Gradients are averaged across ranks by DDP (synchronised only on the last micro-batch of
@@ -90,7 +65,6 @@ schedule and on when the budget is spent).
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -101,6 +75,11 @@ import torch
 
 from ._checks import check_positive_int, check_probability
 from .checkpoint import load_checkpoint, save_checkpoint
+from .lr_schedules import cosine_schedule, warmup_cosine  # noqa: F401  (chapters import cosine_schedule from here)
+from .training_hooks import EMA, StepInfo, every, unwrap_model  # noqa: F401  (and EMA, every from here)
+
+__all__ = ["LR_SCHEDULES", "PRECISIONS", "TrainConfig", "TrainHistory", "default_loss", "resolve_precision",
+           "to_device", "train"]
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LR_SCHEDULES = (None, "cosine")
@@ -179,61 +158,6 @@ class TrainHistory:
         return cls(**{k: d[k] for k in cls._SAVED if k in d})          # older checkpoints lack the last three
 
 
-class StepInfo:
-    """What a hook sees after each optimizer step (see the module docstring, "Hooks")."""
-
-    __slots__ = ("step", "steps", "final", "loss", "terms", "lr", "position", "seconds", "model",
-                 "optimizer", "history", "rank", "stop_reason")
-
-    def __init__(self, **kw):
-        for k in self.__slots__:
-            setattr(self, k, kw.get(k))
-
-    def stop(self, reason: str = "stopped by a hook") -> bool:
-        """End training after this step; ``history.stopped`` becomes ``reason``. Returns True."""
-        self.stop_reason = str(reason)
-        return True
-
-
-def every(n: int, fn: Callable[[StepInfo], Any]) -> Callable[[StepInfo], None]:
-    """A hook that calls ``fn(info)`` every ``n`` steps and at the final step (e.g. a sample grid)."""
-    check_positive_int("n", n)
-    if not callable(fn):
-        raise TypeError("fn must be callable: fn(info)")
-
-    def hook(info: StepInfo) -> None:
-        if info.step % n == 0 or info.final:
-            fn(info)
-
-    return hook
-
-
-class EMA:
-    """Exponential moving average of a model's weights: ``ema = d * ema + (1 - d) * w`` after each step.
-
-    The decay warms up as ``min(decay, (1 + n) / (10 + n))`` so early averages are not dominated by
-    the random initial weights. ``ema.model`` is a frozen copy to sample from (chapters 13-15).
-    Pass it as a hook, ``train(..., hooks=[ema])``, or call ``ema.update(model)`` yourself.
-    """
-
-    def __init__(self, model: torch.nn.Module, decay: float = 0.999):
-        check_probability("decay", decay)
-        self.decay, self.updates = decay, 0
-        self.model = copy.deepcopy(unwrap_model(model)).eval().requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
-        self.updates += 1
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for e, p in zip(self.model.parameters(), unwrap_model(model).parameters()):
-            e.lerp_(p.detach(), 1 - d)
-        for e, b in zip(self.model.buffers(), unwrap_model(model).buffers()):
-            e.copy_(b)
-
-    def __call__(self, info: StepInfo) -> None:
-        self.update(info.model)
-
-
 def resolve_precision(precision: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
     """Map a precision name to ``(autocast dtype or None, use a GradScaler)`` for ``device``."""
     if precision not in PRECISIONS:
@@ -265,42 +189,6 @@ def default_loss(model: torch.nn.Module, batch) -> torch.Tensor:
     """``model(*batch)`` must return ``(output, loss)`` or the loss itself."""
     out = model(*batch) if isinstance(batch, (tuple, list)) else model(batch)
     return out[1] if isinstance(out, tuple) else out
-
-
-def warmup_cosine(step: int, total_steps: int, warmup_steps: int = 0, min_ratio: float = 0.1,
-                  position: float | None = None) -> float:
-    """The learning-rate multiplier of (0-based) step ``step``: linear warm-up, then cosine decay.
-
-    ``(step + 1) / warmup_steps`` during warm-up, then ``min_ratio + (1 - min_ratio) * (1 + cos(pi * q)) / 2``
-    with ``q = (position - warmup_steps) / (total_steps - warmup_steps)`` clipped to [0, 1]: 1 at
-    the end of warm-up, ``min_ratio`` at ``position = total_steps``. ``position`` (in steps,
-    default ``step``) lets a time budget move the run's end forward (see the module docstring);
-    it is never behind ``step``. The package's only warm-up-cosine schedule.
-    """
-    pos = step if position is None or position < step else position
-    if pos < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = min(1.0, (pos - warmup_steps) / max(1, total_steps - warmup_steps))
-    factor = min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-    return min(factor, (step + 1) / warmup_steps) if step < warmup_steps else factor
-
-
-def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0,
-                    min_ratio: float = 0.1) -> torch.optim.lr_scheduler.LambdaLR:
-    """:func:`warmup_cosine` as a step-based ``LambdaLR`` (pass it as ``train(..., scheduler=)``).
-
-    Linear warm-up then cosine decay to ``min_ratio`` × the base learning rate. Under a time budget
-    use ``TrainConfig(lr_schedule="cosine")`` instead: a step-based scheduler cannot see the clock.
-    """
-    check_positive_int("total_steps", total_steps)
-    check_positive_int("warmup_steps", warmup_steps, minimum=0)
-    if not 0 <= min_ratio <= 1:
-        raise ValueError(f"min_ratio must be in [0, 1], got {min_ratio}")
-
-    def factor(step: int) -> float:
-        return warmup_cosine(step, total_steps, warmup_steps, min_ratio)
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def train(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch_fn: Callable[[int], Any],
@@ -507,13 +395,6 @@ def _mean_terms(parts: list[dict], acc: int) -> dict[str, float]:
     for i, v in enumerate(vals):
         out[names[i % len(names)]] += v / acc
     return out
-
-
-def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The model inside a ``DistributedDataParallel`` (or ``DataParallel``) wrapper; else ``model``."""
-    while isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
-        model = model.module
-    return model
 
 
 def _rank_and_world() -> tuple[int, int]:

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from ._checks import check_positive_int, check_probability, check_tensor
 from .attention import MultiHeadAttention
 
+__all__ = ["gpt2_init", "FeedForward", "TransformerBlock", "MixtureOfExperts"]
+
 
 def gpt2_init(model: nn.Module, *, n_layer: int | None = None, residual_suffix: str = "c_proj.weight") -> nn.Module:
     """GPT-2's initialisation, in place; returns ``model``. The one init of the book's language models.

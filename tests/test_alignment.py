@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from genai_helpers.alignment import (RewardModel, dpo_loss, gae_advantages, kl_penalized_rewards, masked_mean,
-                                     pad_batch, ppo_policy_loss, ranking_loss, sequence_kl, sequence_logprob,
-                                     sft_example, sft_loss, token_logprobs, value_loss)
+from genai_helpers.finetuning.alignment import (RewardModel, dpo_loss, gae_advantages, kl_penalized_rewards,
+                                                masked_mean, pad_batch, ppo_policy_loss, ranking_loss, sequence_kl,
+                                                sequence_logprob, sft_example, sft_loss, token_logprobs, value_loss)
 from genai_helpers.models.gpt import GPT, GPTConfig
 
 

@@ -1,7 +1,7 @@
 """Chat data with a checked reward and the inference pipeline (chapter 06)."""
 import pytest
 
-from genai_helpers.chat_pipeline import (ChatPipeline, SessionMemory, Turn, check_reply, check_request,
+from genai_helpers.systems.chat_pipeline import (ChatPipeline, SessionMemory, Turn, check_reply, check_request,
                                          enhance_prompt, harm_hits, rejection_message)
 from genai_helpers.data.chat import (ASSISTANT, END, FAMILIES, HARMS, REFUSAL, USER, ChatExample, ChatTokenizer,
                                      checked_reward, flawed_response, make_chat_examples, make_preference_pairs,

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from genai_helpers.compose import (Candidate, SmartCompose, TriggeringService, beam_search_cached, percentile,
-                                   postprocess, tidy, trim_to_word_boundary, typing_session)
+from genai_helpers.systems.smart_compose import (Candidate, SmartCompose, TriggeringService, beam_search_cached,
+                                                 percentile, postprocess, tidy, trim_to_word_boundary, typing_session)
 from genai_helpers.data.bpe import BPETokenizer
 from genai_helpers.models.gpt import GPT, GPTConfig
 from genai_helpers.models.ngram_lm import NGramLM

@@ -51,7 +51,7 @@ def test_missing_corpus_error_names_every_way_to_get_it(tmp_path):
 
 
 def test_one_pad_batch_serves_translation_and_alignment():
-    from genai_helpers import alignment
+    from genai_helpers.finetuning import alignment
     from genai_helpers.data import batching, translation
 
     assert translation.pad_batch is alignment.pad_batch is batching.pad_batch

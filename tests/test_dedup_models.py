@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from genai_helpers import patches, positional
 from genai_helpers.attention import MultiHeadAttention
-from genai_helpers.compose import beam_search_cached
+from genai_helpers.systems.smart_compose import beam_search_cached
 from genai_helpers.diffusion import dit
 from genai_helpers.diffusion.dit import DiT, DiTConfig
 from genai_helpers.diffusion.unet import UNet, UNetConfig

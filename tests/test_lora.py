@@ -1,12 +1,12 @@
-"""LoRA adapters (genai_helpers.lora, chapter 14): zero init, merge, counts, storage, and peft."""
+"""LoRA adapters (genai_helpers.finetuning.lora, chapter 14): zero init, merge, counts, storage, and peft."""
 import pytest
 import torch
 import torch.nn as nn
 from safetensors import safe_open
 
 from genai_helpers.attention import MultiHeadAttention
-from genai_helpers.lora import (LoRALinear, count_parameters, inject_lora, load_lora, lora_layers, lora_parameters,
-                                merge_lora, save_lora, unmerge_lora)
+from genai_helpers.finetuning.lora import (LoRALinear, count_parameters, inject_lora, load_lora, lora_layers,
+                                           lora_parameters, merge_lora, save_lora, unmerge_lora)
 from genai_helpers.serving.quantization import Int4WeightOnlyLinear
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from genai_helpers import viz
+from genai_helpers import players, viz
 
 
 def test_attention_heatmap_labels_rows_and_columns():
@@ -40,12 +40,12 @@ def test_sweep_player_embeds_one_frame_per_value_with_a_slider():
         drawn.append(value)
         fig.add_subplot().plot([0, 1], [0, value])
 
-    html = viz.sweep_player([1, 2, 3], draw, figsize=(2, 2)).data
+    html = players.sweep_player([1, 2, 3], draw, figsize=(2, 2)).data
     assert 'type="range"' in html and "animation" in html
     assert len(re.findall(r"data:image/png;base64", html)) == 3
     assert set(drawn) == {1, 2, 3}
     with pytest.raises(ValueError, match="values"):
-        viz.sweep_player([], draw)
+        players.sweep_player([], draw)
 
 
 def test_pipeline_diagram_draws_every_stage():
@@ -71,14 +71,14 @@ def _matplotlib_player(frames: int = 2) -> str:
 def test_offline_jshtml_drops_the_cdn_stylesheet_and_draws_all_nine_buttons():
     raw = _matplotlib_player()
     assert "maxcdn.bootstrapcdn.com" in raw and raw.count('<i class="fa fa-') == 9  # the bug
-    fixed = viz.offline_jshtml(raw)
+    fixed = players.offline_jshtml(raw)
     assert "font-awesome" not in fixed and "<link" not in fixed and 'class="fa' not in fixed
     assert fixed.count("<svg") == 9 and fixed.count('fill="currentColor"') == 9
     # Only the icons and the link change: buttons, slider, frames and script are all still there.
     assert fixed.count("<button") == raw.count("<button") == 9
     assert re.findall(r"data:image/png;base64,[^\"]+", fixed) == re.findall(r"data:image/png;base64,[^\"]+", raw)
     assert fixed.count("onclick=") == raw.count("onclick=") and 'type="range"' in fixed
-    assert viz.offline_jshtml(fixed) == fixed                       # idempotent
+    assert players.offline_jshtml(fixed) == fixed                       # idempotent
     # The reverse-play button gets its own (mirrored) icon, not the play icon.
     icons = re.findall(r'<path fill="currentColor" d="([^"]+)"', fixed)
     assert len(set(icons)) == 9
@@ -86,12 +86,12 @@ def test_offline_jshtml_drops_the_cdn_stylesheet_and_draws_all_nine_buttons():
 
 def test_offline_jshtml_leaves_other_html_alone_and_checks_its_input():
     other = '<link rel="stylesheet" href="https://example.org/font-awesome.css"><i class="fa fa-play"></i>'
-    assert viz.offline_jshtml(other) == other                       # not a matplotlib player
+    assert players.offline_jshtml(other) == other                       # not a matplotlib player
     with pytest.raises(TypeError, match="html"):
-        viz.offline_jshtml(b"<div></div>")
+        players.offline_jshtml(b"<div></div>")
     unknown = '<div class="anim-buttons"><button><i class="fa fa-rocket"></i></button></div>'
     with pytest.raises(ValueError, match="fa-rocket"):
-        viz.offline_jshtml(unknown)
+        players.offline_jshtml(unknown)
 
 
 def test_sweep_player_is_offline_and_stores_frames_at_100_dpi():
@@ -100,16 +100,16 @@ def test_sweep_player_is_offline_and_stores_frames_at_100_dpi():
 
     from PIL import Image
 
-    html = viz.sweep_player([1, 2], lambda fig, v: fig.add_subplot().plot([0, v]), figsize=(2, 1.5)).data
+    html = players.sweep_player([1, 2], lambda fig, v: fig.add_subplot().plot([0, v]), figsize=(2, 1.5)).data
     assert "maxcdn" not in html and "font-awesome" not in html and html.count("<svg") == 9
     first = re.search(r"data:image/png;base64,([^\"]+)", html).group(1)
     with Image.open(io.BytesIO(base64.b64decode(first))) as frame:
         assert frame.size == (200, 150)                             # 2 x 1.5 inches at 100 dpi
-    assert viz.PLAYER_DPI >= 100
+    assert players.PLAYER_DPI >= 100
     with pytest.raises(ValueError, match="dpi"):
-        viz.sweep_player([1], lambda fig, v: None, dpi=1000)
+        players.sweep_player([1], lambda fig, v: None, dpi=1000)
     with pytest.raises(ValueError, match="interval_ms"):
-        viz.sweep_player([1], lambda fig, v: None, interval_ms=0)
+        players.sweep_player([1], lambda fig, v: None, interval_ms=0)
 
 
 def test_jshtml_helper_converts_and_validates_the_mode():
@@ -120,10 +120,20 @@ def test_jshtml_helper_converts_and_validates_the_mode():
     fig = Figure(figsize=(1, 1), dpi=30)
     FigureCanvasAgg(fig)
     anim = FuncAnimation(fig, lambda i: [], frames=2)
-    html = viz.jshtml(anim, default_mode="loop")
+    html = players.jshtml(anim, default_mode="loop")
     assert "font-awesome" not in html and re.search(r'value="loop"[^>]*\n?\s*checked', html)
     with pytest.raises(ValueError, match="default_mode"):
-        viz.jshtml(anim, default_mode="bounce")
+        players.jshtml(anim, default_mode="bounce")
+
+
+def test_players_are_still_reachable_from_viz_where_chapters_call_them():
+    """Chapters call viz.sweep_player; the players live in genai_helpers.players since the split."""
+    for name in ("sweep_player", "jshtml", "offline_jshtml", "offline_notebook_outputs", "PLAYER_DPI"):
+        assert getattr(viz, name) is getattr(players, name)
+    from genai_helpers.viz import sweep_player
+    assert sweep_player is players.sweep_player
+    with pytest.raises(AttributeError, match="no_such_player"):
+        viz.no_such_player
 
 
 def test_offline_notebook_outputs_fixes_every_player_and_keeps_the_code_hash():
@@ -142,12 +152,12 @@ def test_offline_notebook_outputs_fixes_every_player_and_keeps_the_code_hash():
             nbformat.v4.new_output("stream", name="stdout", text="done\n")]),
     ])
     before_hash, markdown = code_sha256(nb), nb.cells[0].source
-    assert viz.offline_notebook_outputs(nb) == 2
+    assert players.offline_notebook_outputs(nb) == 2
     assert code_sha256(nb) == before_hash and nb.cells[0].source == markdown
     assert "font-awesome" not in nb.cells[1].outputs[0].data["text/html"]
     lines = nb.cells[2].outputs[0].data["text/html"]
     assert isinstance(lines, list) and "font-awesome" not in "".join(lines)
-    assert viz.offline_notebook_outputs(nb) == 0                    # nothing left to fix
+    assert players.offline_notebook_outputs(nb) == 0                    # nothing left to fix
 
 
 def test_execute_stores_a_direct_to_jshtml_player_with_drawn_buttons(tmp_path):

@@ -2,7 +2,7 @@
 
 matplotlib's ``Animation.to_jshtml()`` links Font Awesome 4 from a CDN for its play, pause and
 step buttons, so offline (the static site, JupyterLab without network) the buttons are blank.
-``genai_helpers.viz.offline_notebook_outputs`` removes the link and draws the icons as inline
+``genai_helpers.players.offline_notebook_outputs`` removes the link and draws the icons as inline
 SVG; ``genai_helpers.notebook.execute`` applies it on every full run. This script applies it to
 the outputs already stored, without re-running anything:
 
@@ -22,7 +22,7 @@ from pathlib import Path
 import nbformat
 
 from genai_helpers.notebook import code_sha256
-from genai_helpers.viz import offline_notebook_outputs
+from genai_helpers.players import offline_notebook_outputs
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,3 +19,10 @@ from .multi_agent import debate, majority_vote, parallel, sequential  # noqa: F4
 from .memory import LongTermMemory  # noqa: F401
 from .cache import CacheStats, SemanticCache, load_paraphrase_set, make_query_stream, replay_stream  # noqa: F401
 from .embedders import HashingEmbedder, minilm_embedder  # noqa: F401
+
+__all__ = ["AgentResult", "ReActAgent", "Step", "parse_step", "MODEL_ROWS", "Tool", "build_models_database",
+           "calculator_tool", "format_number", "retrieval_tool", "run_sql", "safe_eval", "sql_tool", "ROUTES",
+           "LearnedPlanner", "RulePlanner", "ToolTask", "expression_in", "make_tool_tasks", "route_by_rules",
+           "router_text", "sql_for", "debate", "majority_vote", "parallel", "sequential", "LongTermMemory",
+           "CacheStats", "SemanticCache", "load_paraphrase_set", "make_query_stream", "replay_stream",
+           "HashingEmbedder", "minilm_embedder"]

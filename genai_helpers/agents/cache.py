@@ -17,6 +17,9 @@ from typing import Callable, Hashable, Sequence
 
 import numpy as np
 
+__all__ = ["CacheStats", "SemanticCache", "ReplayResult", "replay_stream", "load_paraphrase_set",
+           "make_query_stream"]
+
 
 @dataclass
 class CacheStats:

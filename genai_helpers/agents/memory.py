@@ -15,6 +15,8 @@ from typing import Callable
 
 import numpy as np
 
+__all__ = ["Memory", "LongTermMemory"]
+
 
 @dataclass(frozen=True)
 class Memory:

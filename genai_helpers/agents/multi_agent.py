@@ -15,6 +15,8 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence
 
+__all__ = ["sequential", "majority_vote", "parallel", "debate"]
+
 
 def sequential(stages: Sequence[Callable[[str], str]], task: str) -> list[str]:
     """Run ``stages`` in order, each on the previous output; returns every stage's output."""

@@ -20,6 +20,10 @@ from dataclasses import dataclass
 
 from .tools import MODEL_ROWS, format_number, safe_eval
 
+__all__ = ["ROUTES", "question_of", "observations_of", "model_names_in", "column_in", "expression_in",
+           "route_by_rules", "sql_for", "router_text", "RulePlanner", "LearnedPlanner", "ToolTask",
+           "SEARCH_QUESTIONS", "make_tool_tasks"]
+
 ROUTES = ("calculator", "sql", "sql+calculator", "search")
 _NAMES = sorted((r[0] for r in MODEL_ROWS), key=len, reverse=True)
 _FAMILIES = sorted({r[1] for r in MODEL_ROWS}, key=len, reverse=True)

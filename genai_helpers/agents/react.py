@@ -21,6 +21,8 @@ from typing import Callable, Sequence
 
 from .tools import Tool
 
+__all__ = ["Step", "parse_step", "AgentResult", "ReActAgent"]
+
 
 @dataclass
 class Step:

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+__all__ = ["Tool", "safe_eval", "format_number", "calculator_tool", "MODEL_ROWS", "build_models_database",
+           "run_sql", "sql_tool", "retrieval_tool"]
+
 
 @dataclass
 class Tool:

@@ -3,3 +3,7 @@ from .text import (FORTUNE_CATEGORIES, WordTokenizer, find_fortunes_dir, load_fo
                    split_documents, window_batch_fn)
 from .images import FASHION_CLASSES, load_fashion_mnist  # noqa: F401,E402
 from .procedural import FACE_ATTRIBUTES, make_faces, make_scenes, scene_captions  # noqa: F401,E402
+
+__all__ = ["FORTUNE_CATEGORIES", "WordTokenizer", "find_fortunes_dir", "load_fortunes", "split_documents",
+           "window_batch_fn", "FASHION_CLASSES", "load_fashion_mnist", "FACE_ATTRIBUTES", "make_faces",
+           "make_scenes", "scene_captions"]

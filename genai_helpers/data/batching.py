@@ -3,7 +3,7 @@
 Chapter 05 pads source and target sentences with the vocabulary's ``<pad>`` id (0); chapter 06
 pads SFT inputs with the tokenizer's pad id and SFT targets with ``-100`` (the ignore index of the
 cross-entropy). Both call this function (``genai_helpers.data.translation.pad_batch`` and
-``genai_helpers.alignment.pad_batch`` are re-exports of it).
+``genai_helpers.finetuning.alignment.pad_batch`` are re-exports of it).
 """
 from __future__ import annotations
 

@@ -23,6 +23,8 @@ from typing import Iterable, Sequence
 
 import torch
 
+__all__ = ["DEFAULT_SPECIALS", "BPETokenizer"]
+
 DEFAULT_SPECIALS = ("<pad>", "<eos>")
 
 

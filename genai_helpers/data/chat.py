@@ -42,6 +42,12 @@ import string
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+__all__ = ["USER", "ASSISTANT", "END", "PAD", "SPECIAL_TOKENS", "REFUSAL", "CONCISE_SLACK", "FAMILIES", "SPLITS",
+           "FLAWS", "CAPITALS", "OPPOSITES", "UNITS", "WORDS", "HARMS", "RUDE", "RAMBLE", "ChatExample",
+           "PreferencePair", "RewardBreakdown", "split_of", "make_chat_examples", "flawed_response",
+           "applicable_flaws", "make_sft_data", "make_preference_pairs", "checked_reward", "pretraining_text",
+           "ChatTokenizer"]
+
 USER, ASSISTANT, END, PAD = "<|user|>", "<|assistant|>", "<|end|>", "<|pad|>"
 SPECIAL_TOKENS = (PAD, USER, ASSISTANT, END)
 REFUSAL = "Sorry, I can't help with that."

@@ -24,6 +24,11 @@ from __future__ import annotations
 import random
 from typing import Sequence
 
+__all__ = ["FIRST_NAMES", "LAST_NAMES", "DAYS", "RELATIVE_DAYS", "PAST_DAYS", "TIMES", "MONTHS", "PLACES", "TOPICS",
+           "DOCUMENTS", "MEETINGS", "PROJECTS", "TASKS", "EVENTS", "TEAMS", "COMPANIES", "GREETINGS", "OPENERS",
+           "CLOSERS", "SIGN_OFFS", "SUBJECTS", "INTENTS", "make_email", "make_emails", "email_splits",
+           "completion_pairs"]
+
 FIRST_NAMES = (
     "Anna", "Ben", "Carlos", "Diana", "Elena", "Farid", "Grace", "Hiro", "Ines", "James", "Kavya", "Liam",
     "Maria", "Nadia", "Omar", "Priya", "Quinn", "Rosa", "Sam", "Tomas", "Uma", "Victor", "Wei", "Yara",

@@ -22,6 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+__all__ = ["FASHION_ENV", "FASHION_DEBIAN_DIR", "FASHION_CACHE_DIR", "FASHION_URL", "FASHION_FILES",
+           "FASHION_CLASSES", "read_idx", "find_fashion_mnist", "download_fashion_mnist", "load_fashion_mnist"]
+
 FASHION_ENV = "GENAI_FASHION_MNIST_DIR"
 FASHION_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "genai_helpers" / "fashion-mnist"

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+__all__ = ["SUPERSAMPLE", "FACE_ATTRIBUTES", "SCENE_SHAPES", "SCENE_COLOURS", "SCENE_SIZES", "SCENE_RELATIONS",
+           "make_faces", "SceneObject", "scene_captions", "make_scenes"]
+
 SUPERSAMPLE = 4
 
 FACE_ATTRIBUTES = {

@@ -13,6 +13,8 @@ import torch
 
 from .procedural import SCENE_COLOURS, SCENE_SHAPES, _Canvas
 
+__all__ = ["SHAPES", "COLOURS", "TEMPLATES", "shape_prompt", "class_id", "class_prompt", "make_shapes"]
+
 SHAPES = SCENE_SHAPES                                   # ("circle", "square", "triangle")
 COLOURS = tuple(SCENE_COLOURS)                          # ("red", "green", "blue", "yellow", "purple", "white")
 TEMPLATES = ("a {colour} {shape}", "one {colour} {shape}", "there is a {colour} {shape}",

@@ -15,6 +15,9 @@ from typing import Iterable, Sequence
 
 import torch
 
+__all__ = ["FORTUNES_ENV", "FORTUNE_DIRS", "FORTUNE_CATEGORIES", "find_fortunes_dir", "load_fortunes",
+           "split_documents", "WordTokenizer", "WindowBatches", "window_batch_fn"]
+
 FORTUNES_ENV = "GENAI_FORTUNES_DIR"
 FORTUNE_DIRS = ("/usr/share/games/fortunes", "/usr/share/fortunes", "/usr/local/share/games/fortunes",
                 "/opt/homebrew/share/games/fortunes", "/usr/local/share/fortunes")

@@ -19,6 +19,9 @@ import torch
 from .procedural import SCENE_COLOURS, _Canvas
 from .shapes import COLOURS, SHAPES
 
+__all__ = ["DIRECTIONS", "SPEEDS", "SPEED_NAMES", "ATTRIBUTES", "video_prompt", "parse_video_prompt",
+           "make_moving_shapes", "label_matrix"]
+
 DIRECTIONS = ("right", "left", "down", "up")
 _STEP = {"right": (1, 0), "left": (-1, 0), "down": (0, 1), "up": (0, -1)}    # (dx, dy) in image coordinates
 SPEEDS = {"slowly": 0.03, "quickly": 0.06}                                     # fraction of the width per frame

@@ -12,3 +12,6 @@
 from .guidance import classifier_free_guidance, guided_eps_fn  # noqa: F401
 from .samplers import ddim_step, ddpm_step, inference_timesteps, predict_x0, sample  # noqa: F401
 from .schedules import NoiseSchedule, cosine_betas, linear_betas  # noqa: F401
+
+__all__ = ["classifier_free_guidance", "guided_eps_fn", "ddim_step", "ddpm_step", "inference_timesteps",
+           "predict_x0", "sample", "NoiseSchedule", "cosine_betas", "linear_betas"]

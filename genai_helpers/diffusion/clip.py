@@ -22,6 +22,8 @@ from .._checks import check_positive_int, check_tensor
 from ..data.text import WordTokenizer
 from ..transformer import TransformerBlock
 
+__all__ = ["encode_prompts", "TextEncoder", "ImageEncoder", "CLIP", "clip_loss", "clip_score"]
+
 
 def encode_prompts(tokenizer: WordTokenizer, prompts: Sequence[str], max_len: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     """Word ids with ``<eos>`` appended, right-padded: ``(ids (B, max_len) int64, mask (B, max_len) bool)``.

@@ -14,8 +14,11 @@ import torch
 import torch.nn as nn
 
 from .._checks import check_positive_int, check_probability, check_tensor
-from ..training import EMA, TrainConfig, TrainHistory, every, train   # EMA lived here; importing it from here still works
+from ..training import TrainConfig, TrainHistory, train
+from ..training_hooks import EMA, every   # noqa: F401  (EMA lived here; importing it from here still works)
 from .schedules import NoiseSchedule
+
+__all__ = ["PromptBank", "denoising_loss", "drop_prompts", "DenoiserHistory", "train_denoiser"]
 
 
 @dataclass

@@ -22,6 +22,8 @@ from ..patches import patchify as _patchify, unpatchify as _unpatchify
 from ..positional import timestep_embedding
 from ..transformer import FeedForward
 
+__all__ = ["patchify", "unpatchify", "modulate", "DiTBlock", "DiTConfig", "DiT"]
+
 
 def patchify(x: torch.Tensor, patch: int) -> torch.Tensor:
     """``(B, C, H, W)`` -> ``(B, (H/p)*(W/p), p*p*C)``: patches in raster order, each ordered

@@ -17,6 +17,8 @@ import torch
 
 from .._checks import check_tensor
 
+__all__ = ["classifier_free_guidance", "guided_eps_fn"]
+
 
 def classifier_free_guidance(eps_uncond: torch.Tensor, eps_cond: torch.Tensor, scale: float) -> torch.Tensor:
     """``eps_uncond + scale * (eps_cond - eps_uncond)``; both predictions of the same shape."""

@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from .._checks import check_positive_int, check_tensor
 from ..training import TrainConfig, train
 
+__all__ = ["linear_blend", "MidFrameNet", "interpolate_clip", "frame_triplets", "train_mid_frame_net"]
+
 
 def linear_blend(prev: torch.Tensor, nxt: torch.Tensor, weight: float = 0.5) -> torch.Tensor:
     """``(1 - weight) * prev + weight * nxt``: the frame a fraction ``weight`` of the way from ``prev`` to ``nxt``."""

@@ -22,6 +22,8 @@ import torch
 from .._checks import check_positive_int, check_tensor
 from .schedules import NoiseSchedule
 
+__all__ = ["SAMPLERS", "inference_timesteps", "predict_x0", "ddpm_step", "ddim_step", "sample"]
+
 SAMPLERS = ("ddpm", "ddim")
 
 

@@ -19,6 +19,8 @@ import torch
 
 from .._checks import check_positive_int, check_tensor
 
+__all__ = ["SCHEDULES", "linear_betas", "cosine_betas", "NoiseSchedule"]
+
 SCHEDULES = ("linear", "cosine")
 
 

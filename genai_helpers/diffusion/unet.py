@@ -23,6 +23,8 @@ from ..attention import MultiHeadAttention
 from ..positional import timestep_embedding   # defined beside the other positional codes; still importable from here
 from ..transformer import FeedForward
 
+__all__ = ["ResBlock", "CrossAttentionBlock", "UNetConfig", "UNet"]
+
 
 class ResBlock(nn.Module):
     """GroupNorm-SiLU-conv twice, with the (time + prompt) embedding added in between; residual."""

@@ -13,6 +13,8 @@ import torch.nn.functional as F
 
 from .._checks import check_positive_int, check_tensor
 
+__all__ = ["VAE", "vae_loss"]
+
 
 def _block(a: int, b: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(a, b, 3, padding=1), nn.GroupNorm(8, b), nn.SiLU())

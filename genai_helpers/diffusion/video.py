@@ -31,10 +31,14 @@ import torch.nn.functional as F
 from .._checks import check_positive_int, check_probability, check_tensor
 from ..attention import MultiHeadAttention
 from .clip import TextEncoder
-from ..training import EMA, TrainConfig, TrainHistory, train
+from ..training import TrainConfig, TrainHistory, train
+from ..training_hooks import EMA
 from .denoising import drop_prompts
 from .schedules import NoiseSchedule
 from .unet import CrossAttentionBlock, ResBlock, timestep_embedding
+
+__all__ = ["frames_to_batch", "batch_to_frames", "VideoVAE", "video_vae_loss", "TemporalConv", "TemporalAttention",
+           "VideoDenoiserConfig", "VideoDenoiser", "video_denoising_loss", "train_video_denoiser"]
 
 
 def _check_video(name: str, x, channels: int | None = None) -> torch.Tensor:

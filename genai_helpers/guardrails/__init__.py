@@ -25,6 +25,11 @@ from .injection import (INJECTION_RULES, SPOTLIGHT_MODES, normalize_for_rules, r
 from .pii import PII_KINDS, PIIMatch, find_pii, iban_valid, luhn_valid, redact_pii, ssn_valid  # noqa: F401
 from .policy import ArgSpec, AuditLog, RateLimiter, ToolPolicy  # noqa: F401
 
+__all__ = ["INJECTION_RULES", "SPOTLIGHT_MODES", "normalize_for_rules", "rule_hits", "spotlight",
+           "spotlight_instructions", "PII_KINDS", "PIIMatch", "find_pii", "iban_valid", "luhn_valid", "redact_pii",
+           "ssn_valid", "ArgSpec", "AuditLog", "RateLimiter", "ToolPolicy", "GuardResult", "check_input",
+           "check_output", "load_attack_set"]
+
 
 @dataclass
 class GuardResult:

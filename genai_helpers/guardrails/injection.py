@@ -19,6 +19,9 @@ import base64
 import re
 import unicodedata
 
+__all__ = ["normalize_for_rules", "INJECTION_RULES", "rule_hits", "SPOTLIGHT_MODES", "DATA_OPEN", "DATA_CLOSE",
+           "DATAMARK", "spotlight", "spotlight_instructions"]
+
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"), None)
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+__all__ = ["PII_KINDS", "PIIMatch", "luhn_valid", "iban_valid", "ssn_valid", "ipv4_valid", "find_pii", "redact_pii"]
+
 PII_KINDS = ("EMAIL", "CREDIT_CARD", "IBAN", "SSN", "PHONE", "IP_ADDRESS")
 
 

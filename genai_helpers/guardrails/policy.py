@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+__all__ = ["ArgSpec", "ToolPolicy", "RateLimiter", "AuditLog"]
+
 
 @dataclass(frozen=True)
 class ArgSpec:

@@ -19,3 +19,11 @@ from .ranking import (average_precision, dcg_at_k, mean_average_precision, mean_
                       ndcg_at_k, precision_at_k, recall_at_k, reciprocal_rank)
 from .regression import mae, mse, rmse  # noqa: F401
 from .text import distinct_n, exact_match_at_n, perplexity  # noqa: F401
+
+__all__ = ["PRF", "accuracy", "confusion_matrix", "precision_recall_f1", "fid_from_features", "frechet_distance",
+           "gaussian_stats", "inception_score", "kernel_inception_distance", "load_wordnet", "meteor",
+           "meteor_alignment", "setup_wordnet", "wordnet_status", "ProportionTest", "required_sample_size",
+           "two_proportion_z_test", "BleuResult", "RougeScore", "bleu", "cider", "lcs_length", "rouge",
+           "tokenize_13a", "tokenize_rouge", "average_precision", "dcg_at_k", "mean_average_precision",
+           "mean_reciprocal_rank", "ndcg_at_k", "precision_at_k", "recall_at_k", "reciprocal_rank", "mae", "mse",
+           "rmse", "distinct_n", "exact_match_at_n", "perplexity"]

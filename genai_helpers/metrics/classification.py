@@ -11,6 +11,8 @@ import numpy as np
 
 from ._inputs import check_nonempty, check_same_length
 
+__all__ = ["AVERAGES", "accuracy", "confusion_matrix", "PRF", "precision_recall_f1"]
+
 AVERAGES = ("binary", "macro", "micro", "weighted")
 
 

@@ -35,6 +35,8 @@ from .._checks import check_positive_int, check_tensor
 from ..training import TrainConfig, train
 from .image import fid_from_features, inception_score, kernel_inception_distance
 
+__all__ = ["FeatureNet", "train_feature_net", "image_features", "generator_scores", "perceptual_distance"]
+
 _KINDS = ("single", "multi_head", "multi_label")
 
 

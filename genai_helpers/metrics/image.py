@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["gaussian_stats", "frechet_distance", "fid_from_features", "kernel_inception_distance", "inception_score"]
+
 
 def _as_2d(name: str, x) -> np.ndarray:
     a = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, dtype=np.float64)

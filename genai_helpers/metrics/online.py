@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+__all__ = ["ProportionTest", "two_proportion_z_test", "required_sample_size"]
+
 
 @dataclass
 class ProportionTest:

@@ -15,6 +15,8 @@ from typing import Sequence
 
 from ._inputs import as_reference_list, check_k, check_nonempty, check_same_length, check_text
 
+__all__ = ["tokenize_13a", "BleuResult", "bleu", "RougeScore", "tokenize_rouge", "lcs_length", "rouge", "cider"]
+
 # --------------------------------------------------------------------------------------------- BLEU
 
 _13A_RULES = (

@@ -10,6 +10,9 @@ from typing import Hashable, Iterable, Sequence
 
 from ._inputs import check_k, check_nonempty, check_same_length
 
+__all__ = ["precision_at_k", "recall_at_k", "reciprocal_rank", "mean_reciprocal_rank", "average_precision",
+           "mean_average_precision", "dcg_at_k", "ndcg_at_k"]
+
 
 def _ranked(retrieved) -> list:
     if isinstance(retrieved, (str, bytes)) or not isinstance(retrieved, Iterable):

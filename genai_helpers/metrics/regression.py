@@ -5,6 +5,8 @@ import math
 
 import numpy as np
 
+__all__ = ["mse", "mae", "rmse"]
+
 
 def _errors(y_true, y_pred) -> np.ndarray:
     t = np.asarray(y_true, dtype=float).ravel()

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from .._checks import check_tensor
 from ._inputs import check_k, check_nonempty, check_same_length
 
+__all__ = ["perplexity", "distinct_n", "exact_match_at_n"]
+
 
 def perplexity(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100) -> float:
     """``exp`` of the mean next-token cross-entropy (nats) of ``logits`` against ``targets``.

@@ -26,6 +26,8 @@ from ..training import TrainConfig, train
 from .feature_net import FeatureNet
 from .image import fid_from_features
 
+__all__ = ["VideoFeatureNet", "train_video_feature_net", "video_features", "fvd", "per_frame_fid", "shuffle_frames"]
+
 
 def _check_videos(name: str, x) -> torch.Tensor:
     check_tensor(name, x, ndim=5)

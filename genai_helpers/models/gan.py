@@ -31,6 +31,10 @@ from torch import nn
 
 from .._checks import check_positive_int, check_tensor
 
+__all__ = ["NORMS", "GENERATOR_LOSSES", "make_norm", "init_dcgan_weights", "DCGANGenerator", "MinibatchStd",
+           "DCGANDiscriminator", "discriminator_loss", "generator_loss", "wgan_critic_loss", "wgan_generator_loss",
+           "gradient_penalty", "truncated_noise"]
+
 NORMS = ("batch", "layer", "instance", "group", "none")
 GENERATOR_LOSSES = ("minimax", "non_saturating")
 

@@ -22,6 +22,8 @@ import torch.nn.functional as F
 
 from .._checks import check_positive_int
 
+__all__ = ["ngram_features", "HashedNgramClassifier"]
+
 _WORD = re.compile(r"[a-z0-9]+")
 
 

@@ -25,6 +25,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+__all__ = ["NGramLM"]
+
 
 def _as_list(ids, name: str) -> list[int]:
     if isinstance(ids, torch.Tensor):

@@ -23,6 +23,8 @@ import torch
 from .._checks import check_positive_int, check_tensor
 from ..sampling import sample_next_token
 
+__all__ = ["grid_to_sequence", "sequence_to_grid", "sample_token_grid", "generation_flops"]
+
 
 def grid_to_sequence(codes: torch.Tensor, bos: int) -> torch.Tensor:
     """Token grids ``(B, h, w)`` -> sequences ``(B, 1 + h*w)``: ``bos`` then the grid in raster order."""

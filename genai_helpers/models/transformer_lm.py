@@ -26,6 +26,8 @@ from .. import sampling
 from ..positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
 from ..transformer import TransformerBlock, gpt2_init
 
+__all__ = ["TransformerLMConfig", "TransformerLM"]
+
 
 @dataclass
 class TransformerLMConfig:

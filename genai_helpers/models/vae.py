@@ -20,6 +20,8 @@ from torch import nn
 from .._checks import check_positive_int, check_tensor
 from .gan import _check_size, truncated_noise
 
+__all__ = ["reparameterize", "kl_divergence", "elbo_loss", "ConvVAE"]
+
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
     """``z = mu + exp(logvar / 2) * eps`` with ``eps ~ N(0, I)``; same shape as ``mu``."""

@@ -31,6 +31,9 @@ import torch.nn.functional as F
 
 from .._checks import check_positive_int, check_tensor
 
+__all__ = ["nearest_codes", "straight_through", "vq_losses", "codebook_usage", "VectorQuantizer", "ResidualBlock",
+           "VQVAEConfig", "Encoder", "Decoder", "VQVAEOutput", "VQVAE"]
+
 
 def _check_beta(beta) -> float:
     if not isinstance(beta, (int, float)) or isinstance(beta, bool):

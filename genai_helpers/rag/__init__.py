@@ -29,3 +29,11 @@ from .retriever import DEFAULT_METHOD, Hit, RAGIndex, build_book_index, expand_q
 from .evaluation import Question, answer_relevance, evaluate_retrieval, faithfulness, load_questions  # noqa: F401,E402
 from .generation import (Answer, BigramWriter, ExtractiveAnswerer, build_prompt, corrective_rag,  # noqa: F401,E402
                          load_generator, self_rag)
+
+__all__ = ["Chunk", "chunk_documents", "split_by_length", "split_by_regex", "split_markdown", "split_python",
+           "Embedder", "HashingEmbedder", "SentenceEmbedder", "load_embedder", "mmr", "reciprocal_rank_fusion",
+           "rerank", "BM25Index", "VectorIndex", "exact_search", "Document", "IngestReport", "detect_injection",
+           "ingest_files", "load_book", "DEFAULT_METHOD", "Hit", "RAGIndex", "build_book_index", "expand_query",
+           "hyde_search", "rewrite_query", "Question", "answer_relevance", "evaluate_retrieval", "faithfulness",
+           "load_questions", "Answer", "BigramWriter", "ExtractiveAnswerer", "build_prompt", "corrective_rag",
+           "load_generator", "self_rag"]

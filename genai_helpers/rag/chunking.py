@@ -25,6 +25,10 @@ import numpy as np
 
 from .ingest import Document, detect_injection
 
+__all__ = ["Chunk", "length_spans", "split_by_length", "regex_units", "split_by_regex", "markdown_sections",
+           "split_markdown", "split_python", "sentence_spans", "split_semantic", "METHODS", "chunk_documents",
+           "with_parents"]
+
 
 @dataclass(frozen=True)
 class Chunk:

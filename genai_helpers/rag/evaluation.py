@@ -35,6 +35,9 @@ import numpy as np
 
 from ..metrics import dcg_at_k, mean_reciprocal_rank, ndcg_at_k, precision_at_k, recall_at_k
 
+__all__ = ["QUESTIONS_PATH", "Question", "normalise", "load_questions", "grade", "RetrievalReport",
+           "evaluate_retrieval", "sentences", "faithfulness", "answer_relevance"]
+
 QUESTIONS_PATH = Path(__file__).with_name("book_questions.json")
 
 

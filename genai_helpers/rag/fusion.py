@@ -18,6 +18,8 @@ import numpy as np
 
 from .indexes import bm25_tokens
 
+__all__ = ["reciprocal_rank_fusion", "mmr", "lexical_overlap", "windows", "rerank"]
+
 
 def reciprocal_rank_fusion(rankings: Sequence[Sequence[Hashable]], *, k: int = 60,
                            weights: Sequence[float] | None = None) -> list[tuple[Hashable, float]]:

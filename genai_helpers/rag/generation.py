@@ -28,6 +28,10 @@ import numpy as np
 
 from .evaluation import answer_relevance, sentences
 
+__all__ = ["ROLE", "RULES", "FEW_SHOT", "STEP_BY_STEP", "ABSTAIN", "build_prompt", "Answer", "ExtractiveAnswerer",
+           "TransformersGenerator", "load_generator", "BigramWriter", "relevance_scores", "corrective_rag",
+           "self_rag"]
+
 ROLE = "You are the book's teaching assistant. You answer questions about the book 'Generative AI System Design'."
 RULES = ("Answer only from the numbered passages below. Cite every sentence with the passage number in brackets, "
          "like [2]. If the passages do not contain the answer, reply exactly: I don't know from the book. "

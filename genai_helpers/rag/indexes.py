@@ -25,6 +25,9 @@ import numpy as np
 
 from ..checkpoint import write_atomic
 
+__all__ = ["KINDS", "VectorIndex", "exact_search", "recall_against", "measure_index", "STOPWORDS", "bm25_tokens",
+           "BM25Index"]
+
 KINDS = ("flat", "ivf", "hnsw", "lsh")
 
 

@@ -24,6 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+__all__ = ["MAX_BYTES", "BINARY_SNIFF_BYTES", "INJECTION_PATTERNS", "Document", "IngestReport", "detect_injection",
+           "decode_bytes", "clean_markdown", "notebook_markdown", "ingest_files", "book_files", "load_book",
+           "tesseract_available", "render_text_page", "ocr_image"]
+
 MAX_BYTES = 2_000_000          # files larger than this are skipped as "too large"
 BINARY_SNIFF_BYTES = 8192
 

@@ -21,6 +21,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+__all__ = ["RaftExample", "make_raft_examples", "PassageReader", "embed_examples", "RaftBatches", "reader_accuracy"]
+
 
 @dataclass(frozen=True)
 class RaftExample:

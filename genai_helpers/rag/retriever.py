@@ -37,6 +37,9 @@ from .fusion import reciprocal_rank_fusion, rerank
 from .indexes import BM25Index, VectorIndex, bm25_tokens
 from .ingest import IngestReport, load_book
 
+__all__ = ["METHODS", "DEFAULT_METHOD", "CANDIDATES", "RERANK_CANDIDATES", "Hit", "RAGIndex", "build_book_index",
+           "rewrite_query", "expand_query", "hyde_search"]
+
 METHODS = ("dense", "bm25", "hybrid", "hybrid_rerank", "multi_query")
 DEFAULT_METHOD = "hybrid_rerank"
 CANDIDATES = 30           # how deep each ranking goes before fusion

@@ -19,3 +19,9 @@ from .pruning import magnitude_prune, sparsity_of  # noqa: F401
 from .quantization import quantize_int8_dynamic, quantize_weights, state_bytes, to_bf16  # noqa: F401
 from .speculative import autoregressive_generate, speculative_generate  # noqa: F401
 from .workload import Request, poisson_requests  # noqa: F401
+
+__all__ = ["ServeReport", "measure_step_seconds", "serve", "Price", "replay_levers", "token_cost",
+           "distillation_loss", "distillation_loss_fn", "BatchEngine", "BlockAllocator", "PagedKVStore",
+           "compare_reservations", "magnitude_prune", "sparsity_of", "quantize_int8_dynamic", "quantize_weights",
+           "state_bytes", "to_bf16", "autoregressive_generate", "speculative_generate", "Request",
+           "poisson_requests"]

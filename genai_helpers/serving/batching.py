@@ -27,6 +27,8 @@ from .._checks import check_positive_int
 from .engine import BatchEngine
 from .workload import Request
 
+__all__ = ["POLICIES", "ServeReport", "serve", "measure_step_seconds"]
+
 POLICIES = ("static", "continuous")
 
 

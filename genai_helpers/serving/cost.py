@@ -22,6 +22,8 @@ from typing import Callable, Hashable, Sequence
 
 import numpy as np
 
+__all__ = ["Price", "token_cost", "monthly_cost", "normalise_query", "LeverResult", "replay_levers"]
+
 
 @dataclass(frozen=True)
 class Price:

@@ -20,6 +20,8 @@ import torch.nn.functional as F
 
 from .._checks import check_probability
 
+__all__ = ["distillation_loss", "distillation_loss_fn"]
+
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor | None = None,
                       *, temperature: float = 2.0, alpha: float = 0.5, ignore_index: int = -100) -> torch.Tensor:

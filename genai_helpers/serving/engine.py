@@ -20,6 +20,8 @@ import torch
 
 from .._checks import check_positive_int
 
+__all__ = ["BatchEngine"]
+
 
 class _SlotStore:
     """What a GPT block needs from a cache, over the engine's slots: ``update(layer, k, v)`` writes

@@ -21,6 +21,8 @@ import torch
 
 from .._checks import check_positive_int
 
+__all__ = ["OutOfBlocks", "BlockAllocator", "PagedKVStore", "ReservationReport", "compare_reservations"]
+
 
 class OutOfBlocks(RuntimeError):
     """The pool has no free block left (a scheduler would pre-empt or queue the request)."""

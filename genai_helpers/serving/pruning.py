@@ -16,6 +16,8 @@ import torch.nn as nn
 
 from .._checks import check_probability
 
+__all__ = ["SCOPES", "prunable_weights", "magnitude_prune", "sparsity_of"]
+
 SCOPES = ("global", "layer")
 
 

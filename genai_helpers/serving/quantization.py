@@ -26,6 +26,9 @@ import torch.nn.functional as F
 
 from .._checks import check_positive_int
 
+__all__ = ["state_bytes", "to_bf16", "quantize_int8_dynamic", "quantize_tensor", "dequantize", "pack_int4",
+           "unpack_int4", "Int8WeightOnlyLinear", "Int4WeightOnlyLinear", "quantize_weights", "quantization_error"]
+
 
 def state_bytes(model: nn.Module) -> int:
     """Bytes of ``torch.save(model.state_dict())`` — the model's size on disk and, near enough, in

@@ -25,6 +25,9 @@ import torch.nn.functional as F
 
 from .._checks import check_positive_int
 
+__all__ = ["RecomputeSession", "CachedSession", "truncate_cache", "session_for", "accept_reject", "SpecStats",
+           "speculative_generate", "autoregressive_generate", "expected_tokens_per_round"]
+
 
 class RecomputeSession:
     """A session over ``logits_fn(idx (1, T)) -> logits (1, T, V)``, recomputing the whole prefix

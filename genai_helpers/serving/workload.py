@@ -14,6 +14,8 @@ import torch
 
 from .._checks import check_positive_int
 
+__all__ = ["LENGTH_KINDS", "Request", "sample_lengths", "poisson_requests"]
+
 LENGTH_KINDS = ("uniform", "exponential", "fixed")
 
 

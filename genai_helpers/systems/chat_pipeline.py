@@ -27,7 +27,10 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from .guardrails import GuardResult, check_input, check_output, normalize_for_rules
+from ..guardrails import GuardResult, check_input, check_output, normalize_for_rules
+
+__all__ = ["HARM_RULES", "harm_hits", "check_request", "check_reply", "DEFAULT_CAPABILITIES", "rejection_message",
+           "Turn", "SessionMemory", "enhance_prompt", "PipelineResult", "ChatPipeline"]
 
 HARM_RULES: list[tuple[str, re.Pattern]] = [(name, re.compile(p)) for name, p in [
     ("harm:weapons", r"\b(bombs?|explosives?|guns?|weapons?|poison( gas)?|poisoning)\b"),

@@ -30,8 +30,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._checks import check_positive_int, check_probability
-from .checkpoint import load_checkpoint, save_checkpoint
+from .._checks import check_positive_int, check_probability
+from ..checkpoint import load_checkpoint, save_checkpoint
+
+__all__ = ["DEFAULT_TARGETS", "LoRALinear", "inject_lora", "lora_layers", "lora_parameters", "merge_lora",
+           "unmerge_lora", "count_parameters", "save_lora", "load_lora"]
 
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")     # the attention projections of genai_helpers.attention
 

@@ -1,7 +1,7 @@
 """Aligning a language model: SFT, a reward model, PPO and DPO (chapter 06).
 
-    from genai_helpers.alignment import (sft_example, sft_loss, RewardModel, ranking_loss,
-                                         token_logprobs, gae_advantages, ppo_policy_loss, dpo_loss)
+    from genai_helpers.finetuning.alignment import (sft_example, sft_loss, RewardModel, ranking_loss,
+                                                    token_logprobs, gae_advantages, ppo_policy_loss, dpo_loss)
 
 The functions work on any causal LM ``model(idx) -> logits (B, T, V)`` (or a tuple whose first
 item is the logits, as :class:`genai_helpers.models.gpt.GPT` returns). Conventions:
@@ -32,8 +32,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._checks import check_tensor
-from .data.batching import pad_batch  # noqa: F401  (re-exported: chapter 06 imports it from here)
+from .._checks import check_tensor
+from ..data.batching import pad_batch  # noqa: F401  (re-exported: chapter 06 imports it from here)
+
+__all__ = ["IGNORE_INDEX", "masked_mean", "masked_whiten", "sft_example", "sft_loss", "token_logprobs",
+           "sequence_logprob", "RewardModel", "ranking_loss", "kl_penalized_rewards", "gae_advantages",
+           "ppo_policy_loss", "value_loss", "dpo_loss", "sequence_kl", "sample_responses", "build_sequences"]
 
 IGNORE_INDEX = -100
 

@@ -1,6 +1,6 @@
 """Smart Compose: suggest how the sentence goes on while the user types (chapter 04).
 
-    from genai_helpers.compose import SmartCompose, TriggeringService
+    from genai_helpers.systems.smart_compose import SmartCompose, TriggeringService
 
     sc = SmartCompose(model, tokenizer)              # a trained GPT and its BPETokenizer
     sc.suggest("Hi Anna,\\n\\nCould you please send me ")  # -> Suggestion(text="the slides by Friday?", ...)
@@ -34,8 +34,12 @@ from typing import Sequence
 
 import torch
 
-from ._checks import check_positive_int, check_tensor
-from .sampling import beam_search, check_beam_args
+from .._checks import check_positive_int, check_tensor
+from ..sampling import beam_search, check_beam_args
+
+__all__ = ["DEFAULT_BLOCKLIST", "TriggeringService", "Candidate", "beam_search_cached", "Suggestion",
+           "trim_to_word_boundary", "tidy", "postprocess", "KeystrokeResult", "SmartCompose", "typing_session",
+           "percentile"]
 
 # Gmail's Smart Compose stopped suggesting gendered pronouns, because a model trained on past mail
 # guesses people's gender from their job titles; a blocklist is the blunt, reliable fix.
