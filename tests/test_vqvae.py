@@ -253,3 +253,40 @@ def test_reset_dead_codes_restarts_each_dead_code_on_a_different_encoder_output(
     assert sorted(uses) == [2, 2, 3, 3]                                   # reused as evenly as possible
     with pytest.raises(ValueError, match="z_e"):
         vq2.reset_dead_codes(torch.zeros(0, 3), torch.zeros(10))
+
+
+def _old_sample_token_grid(model, n, grid_size, *, codebook_size, temperature=1.0, top_k=None, top_p=None,
+                           generator=None, batch_size=256, use_cache=True):
+    """The loop sample_token_grid had before it ran on sampling.generate (kept to pin its draws)."""
+    from genai_helpers.sampling import sample_next_token
+    h, w = grid_size
+    cached = use_cache and hasattr(model, "new_cache") and hasattr(model, "forward_cached")
+    model.eval()
+    grids = []
+    for start in range(0, n, batch_size):
+        b = min(batch_size, n - start)
+        ids = torch.full((b, 1), codebook_size, dtype=torch.long)
+        cache = model.new_cache(b) if cached else None
+        for _ in range(h * w):
+            out = model.forward_cached(ids[:, -1:], cache) if cached else model(ids)
+            logits = (out[0] if isinstance(out, tuple) else out)[:, -1, :codebook_size].float()
+            nxt = sample_next_token(logits, temperature, top_k, top_p, generator=generator)
+            ids = torch.cat([ids, nxt[:, None]], dim=1)
+        grids.append(ids[:, 1:].reshape(b, h, w))
+    return torch.cat(grids)
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_sample_token_grid_on_the_one_decode_loop_draws_what_its_own_loop_drew(use_cache):
+    from genai_helpers.models.gpt import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=9, block_size=7, n_layer=1, n_head=2, n_embd=16))
+    kwargs = dict(codebook_size=8, top_k=6, top_p=0.9, temperature=1.3, batch_size=4, use_cache=use_cache)
+    new = sample_token_grid(model, 6, (2, 3), generator=torch.Generator().manual_seed(7), **kwargs)
+    old = _old_sample_token_grid(model, 6, (2, 3), generator=torch.Generator().manual_seed(7), **kwargs)
+    assert torch.equal(new, old)
+    plain = _FixedModel(5)                                              # no step_fn: recomputes the prefix
+    new = sample_token_grid(plain, 5, (1, 4), codebook_size=5, temperature=3.0, generator=torch.Generator().manual_seed(1))
+    old = _old_sample_token_grid(plain, 5, (1, 4), codebook_size=5, temperature=3.0, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(new, old)

@@ -21,7 +21,7 @@ from typing import Sequence
 import torch
 
 from .._checks import check_positive_int, check_tensor
-from ..sampling import sample_next_token
+from ..sampling import generate
 
 __all__ = ["grid_to_sequence", "sequence_to_grid", "sample_token_grid", "generation_flops"]
 
@@ -62,9 +62,10 @@ def sample_token_grid(model: torch.nn.Module, n: int, grid_size: Sequence[int], 
     ``model(ids)`` maps ``(B, T)`` ids to ``(B, T, vocab)`` logits (or a tuple whose first item is
     them, as ``genai_helpers.models.gpt.GPT`` returns), ``vocab >= codebook_size``. Logits of ids
     ``>= codebook_size`` (the ``bos`` token, default ``codebook_size``) are dropped so only image
-    tokens are produced. With ``use_cache`` and a model that has ``new_cache`` /
-    ``forward_cached`` (``GPT``), each step feeds one token through the KV cache; otherwise each
-    step recomputes the whole prefix. ``temperature`` / ``top_k`` / ``top_p`` as in
+    tokens are produced. The loop is the book's one decode loop,
+    :func:`genai_helpers.sampling.generate`. With ``use_cache`` and a model that has ``step_fn``
+    (``GPT``), each step feeds one token through the KV cache; otherwise each step recomputes the
+    whole prefix. ``temperature`` / ``top_k`` / ``top_p`` as in
     :func:`genai_helpers.sampling.sample_next_token`; ``generator`` makes the draws reproducible.
     """
     check_positive_int("n", n)
@@ -72,26 +73,39 @@ def sample_token_grid(model: torch.nn.Module, n: int, grid_size: Sequence[int], 
     check_positive_int("codebook_size", codebook_size)
     check_positive_int("batch_size", batch_size)
     bos = codebook_size if bos is None else check_positive_int("bos", bos, minimum=0)
-    cached = use_cache and hasattr(model, "new_cache") and hasattr(model, "forward_cached")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     grids = []
     for start in range(0, n, batch_size):
         b = min(batch_size, n - start)
-        ids = torch.full((b, 1), bos, dtype=torch.long, device=device)
-        cache = model.new_cache(b) if cached else None
-        for _ in range(h * w):
-            if cached:
-                out = model.forward_cached(ids[:, -1:], cache)
-            else:
-                out = model(ids)
-            logits = (out[0] if isinstance(out, tuple) else out)[:, -1, :codebook_size].float()
-            nxt = sample_next_token(logits.cpu(), temperature, top_k, top_p, generator=generator)
-            ids = torch.cat([ids, nxt.to(device)[:, None]], dim=1)
-        grids.append(ids[:, 1:].reshape(b, h, w).cpu())
+        step = _image_token_step(model, b, codebook_size, use_cache, device)
+        prompt = torch.full((b, 1), bos, dtype=torch.long)
+        ids = generate(step, prompt, h * w, generator=generator,
+                       temperature=temperature, top_k=top_k, top_p=top_p)
+        grids.append(ids[:, 1:].reshape(b, h, w))
     model.train(was_training)
     return torch.cat(grids)
+
+
+def _image_token_step(model: torch.nn.Module, batch_size: int, codebook_size: int, use_cache: bool,
+                      device: torch.device):
+    """The step function :func:`genai_helpers.sampling.generate` runs for :func:`sample_token_grid`:
+    ids ``(B, T)`` on the CPU -> float32 logits ``(B, codebook_size)`` on the CPU (ids past the
+    codebook, such as ``bos``, are never drawn). A :class:`~genai_helpers.models.gpt.GPT` with
+    ``use_cache`` feeds one token a step through its KV cache (:meth:`GPT.step_fn`); any other model
+    ``model(ids) -> (B, T, V)`` logits (or a tuple starting with them) recomputes the prefix."""
+    if use_cache and hasattr(model, "step_fn"):
+        inner = model.step_fn(batch_size, use_cache=True)
+    else:
+        def inner(ids):
+            out = model(ids)
+            return (out[0] if isinstance(out, tuple) else out)[:, -1]
+
+    @torch.no_grad()
+    def step(ids: torch.Tensor) -> torch.Tensor:
+        return inner(ids.to(device))[:, :codebook_size].float().cpu()
+    return step
 
 
 def generation_flops(seq_len: int, n_layer: int, d_model: int, vocab_size: int, *, kv_cache: bool = True) -> dict:
