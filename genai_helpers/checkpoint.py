@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 __all__ = ["save_checkpoint", "load_checkpoint", "write_atomic"]
 
@@ -87,17 +87,7 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer=N
         tensors["rng.numpy"] = torch.from_numpy(np_state[1].astype(np.int64))
         meta["rng"] = {"python": random.getstate(), "numpy": [np_state[0], *np_state[2:]]}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={_META_KEY: json.dumps(meta)})
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return write_atomic(path, save(tensors, metadata={_META_KEY: json.dumps(meta)}))
 
 
 def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer=None, scheduler=None,

@@ -62,6 +62,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # contributes only its Markdown cells. Chapters 07 and 08 index what
 # genai_helpers.rag.ingest.book_files lists (tests/test_notebook_conventions.py checks the two agree).
 BOOK_CORPUS = ("book/**/*.md", "notebooks/*.ipynb")
+#: The repository files each chapter reads besides the package, as globs keyed by the notebook's
+#: stem (see the module docstring).
 CHAPTER_DATA: dict[str, tuple[str, ...]] = {
     "07_rag": BOOK_CORPUS + ("genai_helpers/rag/book_questions.json",),
     "08_agents_and_guardrails": BOOK_CORPUS + ("genai_helpers/agents/data/paraphrases.json",
@@ -149,16 +151,8 @@ def recorded_results() -> dict[str, float]:
 
 
 def _write_json_atomically(path: Path, data) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from .checkpoint import write_atomic
+    write_atomic(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 def read_results(path: str | os.PathLike) -> dict[str, float]:

@@ -108,7 +108,7 @@ def test_checkpoint_write_is_atomic_no_partial_file_on_failure(tmp_path, monkeyp
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr("genai_helpers.checkpoint.save_file", boom)
+    monkeypatch.setattr("os.fsync", boom)          # the bytes are in the temporary file, not yet durable
     with pytest.raises(OSError):
         save_checkpoint(target, model, step=9)
     assert target.read_bytes() == before
