@@ -18,7 +18,7 @@ from ..training import TrainConfig, TrainHistory, train
 from ..training_hooks import EMA, every   # noqa: F401  (EMA lived here; importing it from here still works)
 from .schedules import NoiseSchedule
 
-__all__ = ["PromptBank", "denoising_loss", "drop_prompts", "DenoiserHistory", "train_denoiser"]
+__all__ = ["PromptBank", "denoising_loss", "epsilon_loss", "drop_prompts", "DenoiserHistory", "train_denoiser"]
 
 
 @dataclass
@@ -72,11 +72,20 @@ def denoising_loss(model: nn.Module, x0: torch.Tensor, cond: dict, schedule: Noi
     dominating the gradient, which speeds up training. ``None`` is the plain mean.
     """
     check_tensor("x0", x0, ndim=4)
+    return epsilon_loss(model, x0, cond, schedule, generator, min_snr_gamma)
+
+
+def epsilon_loss(model: nn.Module, x0: torch.Tensor, cond: dict, schedule: NoiseSchedule,
+                 generator: torch.Generator | None = None, min_snr_gamma: float | None = None) -> torch.Tensor:
+    """The noise-prediction loss of :func:`denoising_loss` for ``x0`` of any shape ``(B, ...)``
+    (images ``(B, C, H, W)``, clips ``(B, C, T, H, W)``): draws ``t`` then the noise from
+    ``generator``, averages the squared error per sample, then over the batch (Min-SNR weighted
+    when ``min_snr_gamma`` is set)."""
     B = x0.shape[0]
     t = torch.randint(0, schedule.num_steps, (B,), generator=generator).to(x0.device)
     noise = torch.randn(x0.shape, generator=generator).to(x0.device)
     x_t = schedule.add_noise(x0, noise, t)
-    per_sample = (model(x_t, t, **cond) - noise).pow(2).mean(dim=(1, 2, 3))
+    per_sample = (model(x_t, t, **cond) - noise).pow(2).flatten(1).mean(1)
     if min_snr_gamma is None:
         return per_sample.mean()
     if not min_snr_gamma > 0:

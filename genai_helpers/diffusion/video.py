@@ -33,7 +33,7 @@ from ..attention import MultiHeadAttention
 from .clip import TextEncoder
 from ..training import TrainConfig, TrainHistory, train
 from ..training_hooks import EMA
-from .denoising import drop_prompts
+from .denoising import drop_prompts, epsilon_loss
 from .schedules import NoiseSchedule
 from .unet import CrossAttentionBlock, ResBlock, timestep_embedding
 
@@ -292,17 +292,7 @@ def video_denoising_loss(model: nn.Module, x0: torch.Tensor, cond: dict, schedul
     _check_video("x0", x0)
     if not isinstance(schedule, NoiseSchedule):
         raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
-    B = x0.shape[0]
-    t = torch.randint(0, schedule.num_steps, (B,), generator=generator).to(x0.device)
-    noise = torch.randn(x0.shape, generator=generator).to(x0.device)
-    x_t = schedule.add_noise(x0, noise, t)
-    per_sample = (model(x_t, t, **cond) - noise).pow(2).flatten(1).mean(1)
-    if min_snr_gamma is None:
-        return per_sample.mean()
-    if not min_snr_gamma > 0:
-        raise ValueError(f"min_snr_gamma must be > 0 or None, got {min_snr_gamma}")
-    snr = schedule.snr().to(x0.device)[t]
-    return (per_sample * snr.clamp(max=min_snr_gamma) / snr).mean()
+    return epsilon_loss(model, x0, cond, schedule, generator, min_snr_gamma)
 
 
 def train_video_denoiser(model: nn.Module, latents: torch.Tensor, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
