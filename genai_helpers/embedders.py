@@ -79,6 +79,7 @@ _WORD = re.compile(r"[a-z0-9]+")
 FEATURES = ("words", "words+trigrams")
 WEIGHTINGS = ("log", "count")
 HASHES = ("blake2b", "crc32")
+#: The :class:`HashingEmbedder` settings that reproduce chapter 08's vectors bit for bit.
 CHAPTER_08_HASHING = {"features": "words+trigrams", "weighting": "count", "signed": False, "hash": "crc32"}
 
 
@@ -126,7 +127,7 @@ class HashingEmbedder:
 
     @classmethod
     def from_name(cls, name: str) -> "HashingEmbedder":
-        """The embedder whose :attr:`name` is ``name``; ValueError if it is not a hashing name."""
+        """The embedder whose ``name`` attribute is ``name``; ValueError if it is not a hashing name."""
         m = re.fullmatch(r"hashing-bow-(\d+)", name)
         if m:
             return cls(int(m.group(1)))
@@ -285,7 +286,7 @@ def load_embedder(name: str | None = None, *, device: str | None = None, batch_s
 
 
 def embedder_from_name(name: str):
-    """Re-create an embedder from its :attr:`name` (as a saved index records it)."""
+    """Re-create an embedder from its ``name`` (as a saved index records it)."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty str, got {name!r}")
     if name.startswith("hashing-"):

@@ -76,7 +76,7 @@ class ProseNumber:
 
     @property
     def key(self) -> str:
-        """The literal as a constants key: the number as written, no sign, unit or suffix."""
+        """The literal as a constants key (the number as written, no sign, unit or suffix)."""
         return _constant_key(self.literal)
 
     def __str__(self) -> str:

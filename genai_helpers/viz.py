@@ -32,7 +32,7 @@ __all__ = ["BOOK_STYLE", "LiveLossPlot", "attention_grid", "attention_heatmap", 
 # The book's style, set in one place
 # --------------------------------------------------------------------------------------------
 
-# matplotlib settings every chapter figure uses (applied on import by use_book_style()).
+#: matplotlib settings every chapter figure uses (applied on import by :func:`use_book_style`).
 BOOK_STYLE = {
     "figure.dpi": 90,                        # inline figures: readable, notebooks stay small
     "figure.constrained_layout.use": True,   # titles, labels and colorbars never overlap

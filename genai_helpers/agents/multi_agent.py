@@ -1,6 +1,6 @@
 """Multi-agent patterns (chapter 08): sequential, parallel and debate.
 
-An *agent* here is any callable ``agent(task: str) -> str`` (wrap a :class:`ReActAgent` with
+An *agent* here is any callable ``agent(task: str) -> str`` (wrap a :class:`~genai_helpers.agents.react.ReActAgent` with
 ``lambda q: agent.run(q).answer``). The patterns only decide who sees what, and when:
 
 - :func:`sequential`  each stage gets the previous stage's output (an assembly line);

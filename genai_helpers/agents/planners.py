@@ -5,10 +5,10 @@ agents are driven by policies it builds itself — plainly *not* language models
 
 - :class:`RulePlanner` routes a question to a plan with hand-written keyword rules;
 - :class:`LearnedPlanner` routes with a trained classifier (``question -> route``, a
-  :class:`~genai_helpers.models.HashedNgramClassifier`), then fills in arguments the same way.
+  :class:`~genai_helpers.models.ngram_classifier.HashedNgramClassifier`), then fills in arguments the same way.
 
 Both are ``generate(prompt) -> str`` callables that read the ReAct transcript and write the next
-``Thought:``/``Action:`` (or ``Final Answer:``) lines, so :class:`~genai_helpers.agents.ReActAgent`
+``Thought:``/``Action:`` (or ``Final Answer:``) lines, so :class:`~genai_helpers.agents.react.ReActAgent`
 treats them exactly like an LLM. The four routes: ``calculator``, ``sql``, ``sql+calculator``
 (look two values up, then combine them) and ``search`` (the book retriever).
 """

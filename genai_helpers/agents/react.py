@@ -111,11 +111,11 @@ class ReActAgent:
     - ``input_guard(text) -> GuardResult``: screens the question; a refusal ends the run;
     - ``observation_filter(tool, text) -> str``: applied to every tool result before the policy
       sees it (spotlighting, injection scan of retrieved documents);
-    - ``tool_policy``: a :class:`~genai_helpers.guardrails.ToolPolicy`; calls it refuses become
+    - ``tool_policy``: a :class:`~genai_helpers.guardrails.policy.ToolPolicy`; calls it refuses become
       an error observation;
-    - ``rate_limiter``: a :class:`~genai_helpers.guardrails.RateLimiter` keyed by ``user``;
+    - ``rate_limiter``: a :class:`~genai_helpers.guardrails.policy.RateLimiter` keyed by ``user``;
     - ``output_guard(text) -> GuardResult``: screens (and redacts) the final answer;
-    - ``audit``: an :class:`~genai_helpers.guardrails.AuditLog` that records every event.
+    - ``audit``: an :class:`~genai_helpers.guardrails.policy.AuditLog` that records every event.
     """
 
     def __init__(self, policy: Callable[[str], str], tools: Sequence[Tool], *, max_steps: int = 6,

@@ -2,7 +2,7 @@
 retrieval over any index with ``.search(query, k)``.
 
 Every tool is a :class:`Tool`: a name, a one-line description the policy sees, and a function
-``fn(arg: str) -> str``. Tools never raise into the agent loop: :meth:`Tool.__call__` turns an
+``fn(arg: str) -> str``. Tools never raise into the agent loop: calling a :class:`Tool` turns an
 exception into an ``"Error: ..."`` observation the agent can read and recover from.
 """
 from __future__ import annotations
@@ -90,6 +90,9 @@ def calculator_tool() -> Tool:
 
 
 # ---------------------------------------------------------------- SQL
+#: The rows of chapter 08's ``models`` table: ``(name, family, parameters in millions, context
+#: length in tokens, release year)``.
+#: :meta hide-value:
 MODEL_ROWS = [  # name, family, parameters (millions), context length (tokens), release year
     ("BERT-base", "BERT", 110, 512, 2018), ("BERT-large", "BERT", 340, 512, 2018),
     ("DistilBERT", "BERT", 66, 512, 2019), ("GPT-2 small", "GPT-2", 124, 1024, 2019),
@@ -157,7 +160,7 @@ def sql_tool(db_path: str | Path) -> Tool:
 def retrieval_tool(index, *, k: int = 3, max_chars: int = 300, wrap: Callable[[str, str], str] | None = None) -> Tool:
     """Search any ``index`` with ``.search(query, k)`` returning hits with ``.text``, ``.score``
     and ``.source`` (e.g. chapter 07's book index). Each hit is cut to ``max_chars`` characters
-    and passed through ``wrap(text, source)`` — use :func:`genai_helpers.guardrails.spotlight`
+    and passed through ``wrap(text, source)`` — use :func:`genai_helpers.guardrails.injection.spotlight`
     here to mark retrieved text as data."""
     if not hasattr(index, "search"):
         raise TypeError("index must have a .search(query, k) method")

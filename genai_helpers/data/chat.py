@@ -51,9 +51,11 @@ __all__ = ["USER", "ASSISTANT", "END", "PAD", "SPECIAL_TOKENS", "REFUSAL", "CONC
 USER, ASSISTANT, END, PAD = "<|user|>", "<|assistant|>", "<|end|>", "<|pad|>"
 SPECIAL_TOKENS = (PAD, USER, ASSISTANT, END)
 REFUSAL = "Sorry, I can't help with that."
+#: Characters a response may add to its core and still count as concise (the reward's length rule).
 CONCISE_SLACK = 30          # characters a response may add to its core and still count as concise
 FAMILIES = ("arithmetic", "unit", "sorting", "capital", "opposite", "rewrite", "unsafe")
 SPLITS = ("train", "val", "test")
+#: The ways :func:`flawed_response` can spoil a good response (the rejected side of a preference pair).
 FLAWS = ("rude", "ramble", "wrong", "comply", "refuse")
 
 CAPITALS = {

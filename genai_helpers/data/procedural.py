@@ -16,6 +16,8 @@ __all__ = ["SUPERSAMPLE", "FACE_ATTRIBUTES", "SCENE_SHAPES", "SCENE_COLOURS", "S
 
 SUPERSAMPLE = 4
 
+#: The attributes of a procedural face and the values each can take (chapter 11's labels).
+#: :meta hide-value:
 FACE_ATTRIBUTES = {
     "face_shape": ("round", "oval", "square"),
     "skin_tone": ("very light", "light", "medium", "tan", "dark"),

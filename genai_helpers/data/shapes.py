@@ -15,8 +15,11 @@ from .procedural import SCENE_COLOURS, SCENE_SHAPES, _Canvas
 
 __all__ = ["SHAPES", "COLOURS", "TEMPLATES", "shape_prompt", "class_id", "class_prompt", "make_shapes"]
 
+#: The shapes of chapter 13's images.
 SHAPES = SCENE_SHAPES                                   # ("circle", "square", "triangle")
+#: The colours of chapter 13's images.
 COLOURS = tuple(SCENE_COLOURS)                          # ("red", "green", "blue", "yellow", "purple", "white")
+#: The prompt templates, filled with a colour and a shape.
 TEMPLATES = ("a {colour} {shape}", "one {colour} {shape}", "there is a {colour} {shape}",
              "a {colour} {shape} on a dark background")
 

@@ -26,6 +26,7 @@ DIRECTIONS = ("right", "left", "down", "up")
 _STEP = {"right": (1, 0), "left": (-1, 0), "down": (0, 1), "up": (0, -1)}    # (dx, dy) in image coordinates
 SPEEDS = {"slowly": 0.03, "quickly": 0.06}                                     # fraction of the width per frame
 SPEED_NAMES = tuple(SPEEDS)
+#: The attributes a clip's prompt names, the columns of :func:`label_matrix`.
 ATTRIBUTES = ("shape", "colour", "direction", "speed")
 
 

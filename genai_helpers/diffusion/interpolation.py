@@ -10,7 +10,7 @@ neighbouring pair. Two ways to make that middle frame:
   blend (its last layer starts at zero, so an untrained net *is* the blend). Trained on real
   clips: frames ``i`` and ``i + 2`` in, frame ``i + 1`` as the target.
 
-Frames are ``(B, C, H, W)``; clips ``(B, C, T, H, W)`` (the :mod:`.video` layout), values in [-1, 1].
+Frames are ``(B, C, H, W)``; clips ``(B, C, T, H, W)`` (the :mod:`genai_helpers.diffusion.video` layout), values in [-1, 1].
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A small text-conditioned U-Net noise predictor (chapter 13 builds it block by block).
+"""A small text-conditioned U-Net noise predictor (chapter 13 builds it block by block)::
 
     x_t (B, C, H, W) ──conv──► [ResBlock (+ cross-attention)] ×levels, downsampling ──► middle
                          ◄── [ResBlock (+ cross-attention)] ×levels, upsampling, skip concats ◄─┘

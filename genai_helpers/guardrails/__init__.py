@@ -49,7 +49,7 @@ def check_input(text: str, *, classifier=None, threshold: float = 0.5, use_rules
 
     ``classifier``: optional learned detector with ``predict_proba(texts) -> (B, 2)`` whose column
     ``labels.index("attack")`` is the attack probability (chapter 08 trains a
-    :class:`~genai_helpers.models.HashedNgramClassifier`); it flags the text when that
+    :class:`~genai_helpers.models.ngram_classifier.HashedNgramClassifier`); it flags the text when that
     probability is >= ``threshold`` (in [0, 1]). Rules run unless ``use_rules=False``.
     """
     if not isinstance(text, str):

@@ -3,7 +3,7 @@
 Rules are hand-written regular expressions over a normalised copy of the text (lower case,
 zero-width characters removed, leetspeak digits mapped back to letters, whitespace collapsed).
 They are precise but brittle; chapter 08 pairs them with a learned detector
-(:class:`genai_helpers.models.HashedNgramClassifier`) trained on the attack set's training split.
+(:class:`genai_helpers.models.ngram_classifier.HashedNgramClassifier`) trained on the attack set's training split.
 
 **Spotlighting** (Hines et al., 2024) marks text that came from outside — a retrieved document,
 a web page, a tool result — so the model can tell data from instructions:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 __all__ = ["PII_KINDS", "PIIMatch", "luhn_valid", "iban_valid", "ssn_valid", "ipv4_valid", "find_pii", "redact_pii"]
 
+#: The kinds of personal data :func:`find_pii` detects, in the order it checks them.
 PII_KINDS = ("EMAIL", "CREDIT_CARD", "IBAN", "SSN", "PHONE", "IP_ADDRESS")
 
 

@@ -153,7 +153,7 @@ def fvd(net: VideoFeatureNet, real: torch.Tensor, fake: torch.Tensor) -> float:
 
 @torch.no_grad()
 def per_frame_fid(net: FeatureNet, real: torch.Tensor, fake: torch.Tensor, batch_size: int = 256) -> float:
-    """FID over all frames of all clips, as images, with an image :class:`FeatureNet`. Order-blind by design."""
+    """FID over all frames of all clips, as images, with an image :class:`~genai_helpers.metrics.feature_net.FeatureNet`. Order-blind by design."""
     if not isinstance(net, FeatureNet):
         raise TypeError(f"net must be a FeatureNet, got {type(net).__name__}")
     feats = []

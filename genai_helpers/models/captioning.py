@@ -5,9 +5,9 @@ Chapter 10 builds every piece inline and checks it equal to this module::
     images (B, 3, H, W) -> encoder -> memory (B, S, d)  ─┐
     <eos> w1 w2 ...     -> decoder: causal self-attn, cross-attn to memory, FFN -> next-word logits
 
-- :func:`patchify` / :func:`unpatchify` (from :mod:`genai_helpers.patches`, re-exported here): cut
-  an image into non-overlapping ``p × p`` patches in raster order (row by row) and put them back;
-  each patch ordered (channel, row, column), as ``F.unfold`` and a stride-``p`` conv.
+- :func:`~genai_helpers.patches.patchify` / :func:`~genai_helpers.patches.unpatchify` (from
+  :mod:`genai_helpers.patches`, re-exported here): cut an image into non-overlapping ``p × p``
+  patches in raster order (row by row) and put them back; each patch ordered (channel, row, column), as ``F.unfold`` and a stride-``p`` conv.
 - :func:`sinusoidal_positions_2d` and :class:`PatchPositions`: where a patch sits, as a 1-D index
   (ViT) or a (row, column) pair, learned or fixed sine/cosine.
 - :class:`CNNEncoder`: convolutions down to a ``g × g`` feature grid, flattened to ``g²`` vectors.
@@ -33,6 +33,7 @@ from ..positional import LearnedPositionalEmbedding, sinusoidal_positions
 from ..sampling import Beam, beam_search
 from ..transformer import TransformerBlock
 
+#: The position encodings a captioner's encoder can add to its image features (chapter 10 compares them).
 POSITION_KINDS = ("none", "1d-fixed", "1d-learned", "2d-fixed", "2d-learned")
 
 
@@ -336,7 +337,7 @@ def caption_batch(captions: list[str], tokenizer, max_len: int) -> tuple[torch.T
 
     ``ids`` = ``<eos> w1 … wn <pad>…`` and ``targets`` = ``w1 … wn <eos> -100…``: position ``t``
     learns to predict word ``t + 1``; padding is ignored by the loss. ``tokenizer`` is a
-    :class:`genai_helpers.data.WordTokenizer` (``encode``, ``eos_id``, ``pad_id``). Raises
+    :class:`genai_helpers.data.text.WordTokenizer` (``encode``, ``eos_id``, ``pad_id``). Raises
     ``ValueError`` when a caption does not fit in ``max_len`` (words + end token).
     """
     check_positive_int("max_len", max_len)

@@ -35,6 +35,7 @@ __all__ = ["NORMS", "GENERATOR_LOSSES", "make_norm", "init_dcgan_weights", "DCGA
            "DCGANDiscriminator", "discriminator_loss", "generator_loss", "wgan_critic_loss", "wgan_generator_loss",
            "gradient_penalty", "truncated_noise"]
 
+#: The normalisation layers :func:`make_norm` builds (``"none"``: identity).
 NORMS = ("batch", "layer", "instance", "group", "none")
 GENERATOR_LOSSES = ("minimax", "non_saturating")
 

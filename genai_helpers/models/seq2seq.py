@@ -1,4 +1,4 @@
-"""An encoder-decoder transformer for translation (chapter 05), built from the chapter 01 blocks.
+"""An encoder-decoder transformer for translation (chapter 05), built from the chapter 01 blocks::
 
     source ids ──► embed + positions ──► N encoder blocks (full self-attention, padding mask) ──► memory
     target ids ──► embed + positions ──► N decoder blocks (causal self-attention,

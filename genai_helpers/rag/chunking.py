@@ -46,7 +46,7 @@ class Chunk:
 
     @property
     def embed_text(self) -> str:
-        """What gets embedded and indexed: the heading trail, then the passage."""
+        """What gets embedded and indexed (the heading trail, then the passage)."""
         return f"{self.section}\n{self.text}" if self.section else self.text
 
 
@@ -239,6 +239,7 @@ def split_semantic(doc: Document, embed: Callable[[Sequence[str]], np.ndarray], 
     return [Chunk(doc.text[s:e].strip(), doc.source, s, e) for s, e in packed]
 
 
+#: The chunking methods :func:`chunk_documents` accepts.
 METHODS = ("length", "regex", "markdown", "python")
 
 

@@ -1,9 +1,10 @@
 """Text embedders for retrieval (chapter 07): re-exported from :mod:`genai_helpers.embedders`.
 
 The package has one embedder interface and one implementation of each embedder (the
-sentence-transformers :class:`SentenceEmbedder` loaded by :func:`load_embedder`, and the lexical
-:class:`HashingEmbedder`); they live in :mod:`genai_helpers.embedders` because chapter 07's
-retriever and chapter 08's agents both use them. This module keeps the chapter's import path
+sentence-transformers :class:`~genai_helpers.embedders.SentenceEmbedder` loaded by
+:func:`~genai_helpers.embedders.load_embedder`, and the lexical
+:class:`~genai_helpers.embedders.HashingEmbedder`); they live in :mod:`genai_helpers.embedders`
+because chapter 07's retriever and chapter 08's agents both use them. This module keeps the chapter's import path
 (``from genai_helpers.rag.embedding import load_embedder``). Here ``HashingEmbedder(dim)`` is
 chapter 07's signed bag of words (``name = "hashing-bow-<dim>"``).
 """

@@ -41,6 +41,7 @@ __all__ = ["METHODS", "DEFAULT_METHOD", "CANDIDATES", "RERANK_CANDIDATES", "Hit"
            "rewrite_query", "expand_query", "hyde_search"]
 
 METHODS = ("dense", "bm25", "hybrid", "hybrid_rerank", "multi_query")
+#: The retrieval method :class:`RAGIndex` uses unless told otherwise: hybrid search, then reranking.
 DEFAULT_METHOD = "hybrid_rerank"
 CANDIDATES = 30           # how deep each ranking goes before fusion
 RERANK_CANDIDATES = 12    # how many fused candidates the reranker looks at again
@@ -196,7 +197,7 @@ def build_book_index(root: str | os.PathLike = ".", embedder=None, *, method: st
                      index_kind: str = "flat") -> RAGIndex:
     """Index the book under ``root`` (the repository root): ingest, chunk, embed, index.
 
-    ``embedder`` defaults to the offline all-MiniLM-L6-v2 (:func:`load_embedder`). The ingestion
+    ``embedder`` defaults to the offline all-MiniLM-L6-v2 (:func:`~genai_helpers.embedders.load_embedder`). The ingestion
     report is kept as ``index.report``; flagged chunks are quarantined.
     """
     report = load_book(root)

@@ -32,6 +32,8 @@ from ..guardrails import GuardResult, check_input, check_output, normalize_for_r
 __all__ = ["HARM_RULES", "harm_hits", "check_request", "check_reply", "DEFAULT_CAPABILITIES", "rejection_message",
            "Turn", "SessionMemory", "enhance_prompt", "PipelineResult", "ChatPipeline"]
 
+#: ``(reason, pattern)`` topic rules for harmful requests, checked after the guardrails' injection rules.
+#: :meta hide-value:
 HARM_RULES: list[tuple[str, re.Pattern]] = [(name, re.compile(p)) for name, p in [
     ("harm:weapons", r"\b(bombs?|explosives?|guns?|weapons?|poison( gas)?|poisoning)\b"),
     ("harm:violence", r"\b(hurt|kill|murder|kidnap|attack|bully|stalk|blackmail)\w*\b"),
@@ -150,6 +152,7 @@ def enhance_prompt(text: str, history: Sequence[Turn] = ()) -> tuple[str, list[s
     - whitespace collapsed, first letter capitalised, a missing ``?`` or ``.`` added;
     - a follow-up ("and Spain?", "what about 7 km?") reuses the last answered prompt with its
       last entity replaced: a number by a number, a capitalised word by the new word.
+
     ``notes`` lists what was changed (empty when nothing was).
     """
     if not isinstance(text, str):
