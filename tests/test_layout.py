@@ -123,3 +123,15 @@ def test_the_top_level_holds_only_primitives_and_infrastructure():
                            "runtime", "training", "lr_schedules", "training_hooks", "checkpoint", "memory",
                            "distributed", "parallelism", "estimates", "viz", "players", "notebook",
                            "prose_numbers"}
+
+
+def test_training_still_exports_what_moved_to_lr_schedules_and_training_hooks():
+    """Chapters import cosine_schedule from training; chapters 13-15 and older code EMA and every."""
+    from genai_helpers import lr_schedules, training, training_hooks
+    from genai_helpers.diffusion import denoising
+
+    assert training.cosine_schedule is lr_schedules.cosine_schedule
+    assert training.warmup_cosine is lr_schedules.warmup_cosine
+    for name in ("EMA", "StepInfo", "every", "unwrap_model"):
+        assert getattr(training, name) is getattr(training_hooks, name)
+    assert denoising.EMA is training_hooks.EMA
