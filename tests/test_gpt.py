@@ -232,3 +232,22 @@ def test_call_validation():
         model.generate(ids(), 2, top_p=1.5)
     with pytest.raises(ValueError, match="different model"):
         model.forward_cached(ids(), tiny(n_layer=3).new_cache(2))
+
+
+def test_exact_gelu_option_matches_transformers_gelu_and_differs_from_gpt2s_tanh():
+    from genai_helpers.models.gpt import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    exact = GPT(GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=32, activation="gelu")).eval()
+    tanh = GPT(GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=32)).eval()
+    tanh.load_state_dict(exact.state_dict())
+    x = torch.randint(0, 50, (2, 16))
+    hf = exact.to_hf_gpt2().eval()
+    assert hf.config.activation_function == "gelu"
+    with torch.no_grad():
+        assert torch.allclose(exact(x)[0], hf(input_ids=x).logits, atol=1e-5)
+        assert not torch.allclose(exact(x)[0], tanh(x)[0], atol=1e-6)
+        back = GPT.from_hf_gpt2(hf).eval()
+        assert back.config.activation == "gelu" and torch.allclose(back(x)[0], exact(x)[0], atol=1e-6)
+    with pytest.raises(ValueError, match="activation"):
+        GPTConfig(vocab_size=50, activation="relu")
