@@ -33,7 +33,7 @@ Keys are stored after the rotary rotation, so cached and uncached runs give the 
 Decoding is the package's one loop and one beam core: :meth:`GPT.generate` runs
 :func:`genai_helpers.sampling.generate` over :meth:`GPT.step_fn` (a :class:`GPTStep`, which
 feeds the cache and projects only the last position through ``lm_head``), and
-:func:`genai_helpers.compose.beam_search_cached` runs :func:`genai_helpers.sampling.beam_search`
+:func:`genai_helpers.systems.smart_compose.beam_search_cached` runs :func:`genai_helpers.sampling.beam_search`
 over the same step function with its cache-reorder hook. Weights start as GPT-2's
 (:func:`genai_helpers.transformer.gpt2_init`). The blocks take an explicit attention mask, so the
 serving engine of chapter 09 runs them over its own cache slots.
@@ -51,6 +51,8 @@ from .. import sampling
 from .._checks import check_positive_int, check_probability, check_tensor
 from ..positional import apply_rope, rope_cos_sin, sinusoidal_positions   # RoPE lives in positional; re-exported
 from ..transformer import gpt2_init
+
+__all__ = ["POS_ENCODINGS", "ACTIVATIONS", "GPTConfig", "KVCache", "CausalSelfAttention", "MLP", "Block", "GPT", "GPTStep"]
 
 POS_ENCODINGS = ("learned", "sinusoidal", "rope")
 
@@ -147,7 +149,7 @@ class KVCache:
     def update(self, layer: int, k_new: torch.Tensor, v_new: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write ``(B, n_head, t, head_dim)`` new keys/values of ``layer`` after the stored ones;
         return all keys/values so far ``(B, n_head, length + t, head_dim)``. The caller advances
-        :attr:`length` once per forward pass (after the last layer)."""
+        ``length`` once per forward pass (after the last layer)."""
         start, t = self.length, k_new.shape[2]
         if k_new.shape[0] != self.batch_size:
             raise ValueError(f"cache holds batch_size={self.batch_size}, got keys for {k_new.shape[0]} rows")
