@@ -52,7 +52,8 @@ from .._checks import check_positive_int, check_probability, check_tensor
 from ..positional import apply_rope, rope_cos_sin, sinusoidal_positions   # RoPE lives in positional; re-exported
 from ..transformer import gpt2_init
 
-__all__ = ["POS_ENCODINGS", "ACTIVATIONS", "GPTConfig", "KVCache", "CausalSelfAttention", "MLP", "Block", "GPT", "GPTStep"]
+__all__ = ["POS_ENCODINGS", "ACTIVATIONS", "GPTConfig", "KVCache", "CausalSelfAttention", "MLP", "Block", "GPT",
+           "GPTStep"]
 
 POS_ENCODINGS = ("learned", "sinusoidal", "rope")
 
