@@ -1,8 +1,9 @@
 """genai_helpers: the training and inference code behind the book *Generative AI System Design*.
 
-Organised by capability, in layers: each layer imports only the layers above it in this list, and
-nothing in the package imports a system. The book's API page (``book/api.rst``) follows the same
-groups.
+Organised by capability, in layers. A module imports only from its own layer and the layers
+listed above it (the runtime switches are used everywhere); data and metrics sit between the
+infrastructure and the models, which use them; nothing below the systems imports a system
+(tests/test_layout.py checks). The book's API page follows the same groups.
 
 **Primitives** (small, pure, checked against PyTorch and transformers)
 

@@ -135,3 +135,46 @@ def test_training_still_exports_what_moved_to_lr_schedules_and_training_hooks():
     for name in ("EMA", "StepInfo", "every", "unwrap_model"):
         assert getattr(training, name) is getattr(training_hooks, name)
     assert denoising.EMA is training_hooks.EMA
+
+
+# The layers of the package docstring, as ranks: a module may import from its own rank or below.
+# runtime and the argument checks are used everywhere; data and metrics sit between the
+# infrastructure and the models (models, fine-tuning and systems use them; they use the loop).
+LAYER_RANK = {
+    "runtime": 0, "_checks": 0,
+    "attention": 1, "positional": 1, "patches": 1, "transformer": 1, "sampling": 1, "embedders": 1,
+    "training": 2, "lr_schedules": 2, "training_hooks": 2, "checkpoint": 2, "memory": 2, "distributed": 2,
+    "parallelism": 2, "estimates": 2, "viz": 2, "players": 2, "notebook": 2, "prose_numbers": 2,
+    "data": 2.5, "metrics": 2.5,
+    "models": 3, "diffusion": 3, "finetuning": 3,
+    "systems": 4, "rag": 4, "agents": 4, "guardrails": 4, "serving": 4,
+}
+
+
+def test_modules_import_only_their_own_layer_or_the_layers_below():
+    import ast
+    from pathlib import Path
+
+    root = Path(genai_helpers.__file__).parent
+    assert {p.stem if p.is_file() else p.name for p in root.iterdir()
+            if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").exists()} == set(LAYER_RANK)
+    upward = []
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root).with_suffix("").parts
+        if parts == ("__init__",):
+            continue                      # the package itself names everything
+        source = parts[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                package = parts[:-1]                      # the package this file is in (or defines)
+                base = list(package[:len(package) - (node.level - 1)])
+                target = (base + (node.module.split(".") if node.module else []))
+                names = [target[0]] if target else [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("genai_helpers."):
+                names = [node.module.split(".")[1]]
+            else:
+                continue
+            for name in names:
+                if name in LAYER_RANK and LAYER_RANK[name] > LAYER_RANK[source]:
+                    upward.append(f"{'/'.join(parts)} imports {name}")
+    assert not upward
