@@ -19,7 +19,7 @@ NB ?= notebooks/*.ipynb
 # two cores (pytest + a notebook kernel) do not slow each other 10-40x.
 TEST_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 GENAI_MODE=smoke PYTHONHASHSEED=0 OMP_WAIT_POLICY=PASSIVE
 
-.PHONY: help system-deps setup book test unit notebooks site-check lab execute bench clean
+.PHONY: help system-deps setup book test unit notebooks site-check lab execute bench clean pretrain pretrain-sweep
 
 help:
 	@echo "make book     build the static site into _build/html (from stored notebook outputs)"
@@ -28,6 +28,7 @@ help:
 	@echo "make lab      open the chapters in JupyterLab"
 	@echo "make execute NB=notebooks/01_attention.ipynb   re-run chapters in full mode, store outputs"
 	@echo "make bench    run the side-by-side benchmarks in benchmarks/"
+	@echo "make pretrain train the book LM (50 min on 2 CPU cores, resumable; SIZE=gpu on a GPU)"
 	@echo "make system-deps   install the system packages the chapters need (Debian/Ubuntu; elsewhere: what to install)"
 
 # The system packages (their list is in tools/system_deps.sh and nowhere else). Fast when they are
@@ -79,6 +80,17 @@ lab: setup
 
 execute: system-deps setup
 	HF_HUB_OFFLINE=1 PYTHONHASHSEED=0 OMP_WAIT_POLICY=PASSIVE $(PY) -m genai_helpers.notebook execute $(NB)
+
+# The book LM (genai_helpers/models/book_lm/): corpus -> byte-level BPE -> GPT, 50 minutes of
+# training on 2 CPU cores (resumable: run it again after a stop), then the evaluation and the shipped
+# weights + manifest. SIZE=gpu trains the bigger gpu= size on a CUDA device. `make pretrain-sweep`
+# runs the scaling sweep that picked the size (about 13 minutes).
+SIZE ?= cpu
+pretrain: system-deps setup
+	PYTHONHASHSEED=0 OMP_WAIT_POLICY=PASSIVE $(PY) -m genai_helpers.models.book_lm.pretrain --size $(SIZE)
+
+pretrain-sweep: system-deps setup
+	PYTHONHASHSEED=0 OMP_WAIT_POLICY=PASSIVE $(PY) -m genai_helpers.models.book_lm.pretrain --sweep
 
 # Side-by-side benchmarks (< 10 minutes on 2 CPU cores); each writes benchmarks/results/<name>.json.
 bench: setup

@@ -39,6 +39,7 @@ DEPS=(
 "wordnet|wordnet-base wordnet-sense-index||chapters 03 and 05 (METEOR's synonym matches) and tests/test_metrics.py|no Homebrew package the book reads: after \`make setup\`, with network once: .venv/bin/python -m nltk.downloader wordnet (into ~/nltk_data)"
 "tesseract|tesseract-ocr tesseract-ocr-eng|brew install tesseract|chapter 07 (OCR of a rendered page) and tests/test_rag_pipeline.py|-"
 "bibles|sword-text-web sword-text-sparv libsword-utils||chapter 05 (English-Spanish Bible verse pairs, exported with mod2imp)|no Homebrew package ships these SWORD modules: copy engWEB2015eb.json and spaRV1909eb.json from ~/.cache/genai_helpers/bibles/ of a Debian/Ubuntu machine (or Colab) where chapter 05 ran, into the same folder here"
+"corpus|dict-gcide dict-foldoc dict-jargon dict-devil debian-reference-en||make pretrain (the book LM's corpus: genai_helpers/data/book_corpus.py) and tests/test_book_corpus.py|no Homebrew packages: copy the built corpus folder ~/.cache/genai_helpers/book_corpus/ from a Debian/Ubuntu machine (or Colab), or name it with GENAI_BOOK_CORPUS_DIR; the shipped weights need none of this"
 "make|make|xcode-select --install (Apple's command line tools)|every make target|-"
 "venv|python3-venv||make setup (python3 -m venv .venv)|macOS's and Homebrew's Python include venv"
 "npm|npm|brew install node|make book and make test (offline copies of MathJax, RequireJS and the widget manager: tools/vendor_assets.sh)|-"
@@ -131,6 +132,11 @@ present() {  # present KEY
                     || [ -f "/usr/share/sword/mods.d/$(tr '[:upper:]' '[:lower:]' <<<"$f").conf" ] || return 1
                 command -v mod2imp >/dev/null 2>&1 || return 1
             done ;;
+        corpus)
+            [ -n "${GENAI_BOOK_CORPUS_DIR:-}" ] && [ -f "$GENAI_BOOK_CORPUS_DIR/card.json" ] && return 0
+            [ -f "$CACHE_DIR/book_corpus/v1/card.json" ] && return 0
+            for f in gcide foldoc jargon devil; do [ -f "/usr/share/dictd/$f.dict.dz" ] || return 1; done
+            [ -f /usr/share/debian-reference/ch01.en.html ] ;;
         make) command -v make >/dev/null 2>&1 ;;
         venv) "${PYTHON:-python3}" -c "import venv, ensurepip" >/dev/null 2>&1 ;;
         npm) command -v npm >/dev/null 2>&1 ;;

@@ -1,0 +1,403 @@
+"""Make the book LM: ``python -m genai_helpers.models.book_lm.pretrain`` (``make pretrain``).
+
+Steps, each cached and skipped when its output exists:
+
+1. the corpus (:func:`genai_helpers.data.book_corpus.corpus_dir`),
+2. the byte-level BPE tokenizer, trained on the train split (``tokenizer.json``),
+3. the token ids of each split (``<work>/{train,val,test}.npy``, documents joined by ``<|endoftext|>``),
+4. the GPT, trained for a compute budget in FLOPs (a step count: warm-up + cosine),
+   checkpointed every few minutes (``<work>/checkpoint.safetensors``): stop it and run again to
+   resume; resuming trains the same steps on the same batches,
+5. evaluation (bits per byte on val, test and the held-out narrative prose, an n-gram baseline on
+   the same tokens, samples) and the shipped files: ``book_lm.safetensors`` (fp16), the
+   ``manifest.json`` and ``pretrain_history.json`` (loss curve, tokens/s, MFU).
+
+``--sweep`` instead runs the scaling sweep: several model sizes at each of three (smaller) FLOP
+budgets, writing ``scaling_sweep.json``; the size trained by default is read off it.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import BOOK_LM_DIR, EOT, MANIFEST, TOKENIZER, WEIGHTS, BookTokenizer, _sha256, bits_per_byte, narrative_text
+from ..gpt import GPT, GPTConfig
+from ...checkpoint import write_atomic
+from ...data import book_corpus
+
+SEED = 1234
+VOCAB_SIZE = 4096
+BLOCK_SIZE = 128
+BATCH_SIZE = 32
+LR = 2e-3
+WARMUP_STEPS = 200
+MIN_LR_RATIO = 0.1
+WEIGHT_DECAY = 0.1
+PEAK_GFLOPS = 210.0            # measured fp32 matmul peak of the 2-core machines (ENVIRONMENT.md; ch02 re-measures)
+WORK_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "genai_helpers" / "book_lm_work"
+
+#: The sizes of the scaling sweep (n_layer, n_embd, n_head).
+SWEEP_SIZES = ((2, 64, 4), (2, 96, 4), (3, 128, 4), (4, 160, 5), (5, 192, 6), (6, 256, 8))
+#: The sweep's compute budgets (training FLOPs, counted by :func:`flops_per_token`) and the sizes run
+#: at each (indices into SWEEP_SIZES): an IsoFLOP sweep in the manner of Chinchilla (approach 2).
+#: Budgets are in FLOPs, not seconds, so a busy or faster machine gives the same runs.
+SWEEP_BUDGETS = {1e12: (0, 1, 2, 3), 4e12: (1, 2, 3, 4), 1.2e13: (2, 3, 4)}
+SWEEP_WARMUP = 50
+#: What ``make pretrain`` trains (read off the sweep: see scaling_sweep.json and chapter 02) and its
+#: compute: the cpu size's FLOPs take about 45 minutes on the 2-core machines (ENVIRONMENT.md).
+SIZES = {"cpu": dict(n_layer=4, n_embd=192, n_head=6), "gpu": dict(n_layer=8, n_embd=512, n_head=8)}
+BUDGET_FLOPS = {"cpu": 2e14, "gpu": 3e15}
+
+
+def model_config(n_layer: int, n_embd: int, n_head: int, vocab_size: int = VOCAB_SIZE) -> GPTConfig:
+    return GPTConfig(vocab_size=vocab_size, block_size=BLOCK_SIZE, n_layer=n_layer, n_head=n_head, n_embd=n_embd,
+                     dropout=0.0, bias=False, pos_encoding="rope", tie_weights=True, activation="gelu")
+
+
+def flops_per_token(config: GPTConfig) -> float:
+    """Training FLOPs per token: 6 x (all matmul parameters incl. the tied lm_head) + attention."""
+    d, L, T, V = config.n_embd, config.n_layer, config.block_size, config.vocab_size
+    matmul = 12 * L * d * d + V * d
+    attention = 2 * L * T * d            # QK^T and AV, forward, averaged over causal positions ~ T/2 each
+    return 6 * matmul + 3 * attention
+
+
+# ------------------------------------------------------------------------------------------------
+def prepare(work: Path = WORK_DIR, out: Path = BOOK_LM_DIR, verbose: bool = True) -> dict:
+    """Corpus, tokenizer and token arrays; returns their hashes (for the manifest)."""
+    work.mkdir(parents=True, exist_ok=True)
+    cdir = book_corpus.corpus_dir()
+    card = json.loads((cdir / "card.json").read_text())
+    tok_path = out / TOKENIZER
+    if not tok_path.is_file():
+        t0 = time.time()
+        tok = BookTokenizer.train(book_corpus.read_split("train", cdir), vocab_size=VOCAB_SIZE)
+        tok.save(tok_path)
+        if verbose:
+            print(f"tokenizer: {tok.vocab_size} tokens in {time.time() - t0:.0f} s -> {tok_path}", flush=True)
+    tok = BookTokenizer.from_file(tok_path)
+    tok_hash = _sha256(tok_path)
+    stamp = work / "tokens.json"
+    want = {"corpus": {k: v["sha256"] for k, v in card["files"].items()}, "tokenizer": tok_hash}
+    if not stamp.is_file() or json.loads(stamp.read_text()).get("inputs") != want:
+        counts = {}
+        for split in ("train", "val", "test"):
+            docs = book_corpus.read_split(split, cdir)
+            ids: list[int] = []
+            for enc in tok.encode_batch(docs):
+                ids.append(tok.eot_id)
+                ids.extend(enc)
+            arr = np.asarray(ids, dtype=np.uint16)
+            np.save(work / f"{split}.npy", arr)
+            counts[split] = {"tokens": int(arr.size), "bytes": card["files"][f"{split}.txt"]["bytes"]}
+            if verbose:
+                print(f"{split}: {arr.size:,} tokens, {counts[split]['bytes'] / arr.size:.2f} bytes/token", flush=True)
+        write_atomic(stamp, json.dumps({"inputs": want, "counts": counts}, indent=1))
+    info = json.loads(stamp.read_text())
+    return {"corpus_files": card["files"], "tokenizer_sha256": tok_hash, "tokens": info["counts"],
+            "corpus_card": card}
+
+
+def load_tokens(split: str, work: Path = WORK_DIR) -> torch.Tensor:
+    return torch.from_numpy(np.load(work / f"{split}.npy").astype(np.int64))
+
+
+@torch.no_grad()
+def eval_loss(model: GPT, stream: torch.Tensor, n_windows: int = 64, seed: int = 0) -> float:
+    """Mean next-token loss (nats) over ``n_windows`` fixed random windows of ``stream``."""
+    g = torch.Generator().manual_seed(seed)
+    T = model.config.block_size
+    starts = torch.randint(0, stream.numel() - T - 1, (n_windows,), generator=g)
+    was = model.training
+    model.eval()
+    total = 0.0
+    for b in range(0, n_windows, 16):
+        s = starts[b:b + 16]
+        idx = s[:, None] + torch.arange(T + 1)[None]
+        w = stream[idx]
+        _, loss = model(w[:, :-1], w[:, 1:])
+        total += float(loss) * len(s)
+    model.train(was)
+    return total / n_windows
+
+
+def steps_for(config: GPTConfig, flops: float, batch_size: int = BATCH_SIZE) -> int:
+    """Optimizer steps that spend ``flops`` training FLOPs on ``config`` at ``batch_size``."""
+    return max(1, round(flops / (flops_per_token(config) * batch_size * config.block_size)))
+
+
+def train_run(config: GPTConfig, flops: float, work: Path, *, tag: str, eval_every: int = 500,
+              checkpoint_every: int = 200, progress: bool = True, device=None,
+              warmup_steps: int = WARMUP_STEPS, batch_size: int = BATCH_SIZE) -> dict:
+    """Train one model for a compute budget of ``flops`` (a step count, so the result does not
+    depend on the machine's speed); resumable from ``work/<tag>.safetensors``."""
+    from tqdm.auto import tqdm
+    from ...data.text import window_batch_fn
+    from ...training import TrainConfig, train
+
+    torch.manual_seed(SEED)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    train_ids, val_ids = load_tokens("train", work), load_tokens("val", work)
+    model = GPT(config)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=LR, betas=(0.9, 0.95), fused=device.type == "cuda")
+    batch_fn = window_batch_fn(train_ids, batch_size, config.block_size, seed=SEED)
+    fpt = flops_per_token(config)
+    tokens_per_step = batch_size * config.block_size
+    steps = steps_for(config, flops, batch_size)
+    tc = TrainConfig(steps=steps, lr_schedule="cosine", warmup_steps=min(warmup_steps, steps // 10),
+                     min_lr_ratio=MIN_LR_RATIO, grad_clip=1.0, precision="fp32" if device.type == "cpu" else "bf16",
+                     log_every=max(1, min(25, steps // 100)), checkpoint_path=str(work / f"{tag}.safetensors"),
+                     checkpoint_every=checkpoint_every, progress=False, live_plot=False)
+    evals = []
+    state = {"bar": None, "t0": None, "s0": None, "shown": -1e9}
+
+    def hook(info):
+        if state["bar"] is None and progress:
+            state["bar"] = tqdm(total=steps, unit="step", desc=tag, initial=info.step - 1, mininterval=5,
+                                dynamic_ncols=True)
+        if state["t0"] is None:
+            state["t0"], state["s0"] = info.seconds, info.step
+        rate = (info.step - state["s0"]) * tokens_per_step / max(1e-9, info.seconds - state["t0"])
+        if state["bar"] is not None and (info.final or info.seconds - state["shown"] >= 5):
+            state["shown"] = info.seconds
+            state["bar"].n = info.step
+            state["bar"].set_postfix(loss=f"{info.loss:.3f}", tok_s=f"{rate:,.0f}",
+                                     mfu=f"{rate * fpt / PEAK_GFLOPS / 1e9:.0%}", refresh=False)
+            state["bar"].refresh()
+        if info.step % eval_every == 0 or info.final:
+            evals.append({"step": info.step, "seconds": round(info.seconds, 1),
+                          "tokens": info.step * tokens_per_step, "val_loss": eval_loss(info.model, val_ids)})
+
+    t0 = time.time()
+    hist = train(model, opt, batch_fn, tc, hooks=[hook], device=device)
+    if state["bar"] is not None:
+        state["bar"].close()
+    tokens = steps * tokens_per_step
+    val = eval_loss(model, val_ids, n_windows=256, seed=1)
+    return {"model": model, "history": hist.as_dict(), "evals": evals, "steps": steps, "tokens": tokens,
+            "seconds": hist.seconds, "wall_this_call_s": time.time() - t0, "val_loss": val,
+            "tokens_per_s": tokens / max(1e-9, hist.seconds),
+            "mfu": tokens * fpt / max(1e-9, hist.seconds) / PEAK_GFLOPS / 1e9,
+            "flops": tokens * fpt, "flops_per_token": fpt, "params": model.num_parameters(),
+            "params_non_embedding": model.num_parameters(exclude_embeddings=True), "device": str(device)}
+
+
+# ------------------------------------------------------------------------------------------------
+def sweep(work: Path = WORK_DIR, out: Path = BOOK_LM_DIR) -> dict:
+    """Every size of :data:`SWEEP_BUDGETS` at its budget (resumable: finished runs are skipped)."""
+    prepare(work, out)
+    path = out / "scaling_sweep.json"
+    result = json.loads(path.read_text()) if path.is_file() else {"runs": [], "warmup_steps": SWEEP_WARMUP,
+                                                                  "batch_size": BATCH_SIZE, "block_size": BLOCK_SIZE}
+    done = {(r["budget_flops"], r["n_layer"], r["n_embd"]) for r in result["runs"]}
+    for budget, which in SWEEP_BUDGETS.items():
+        for L, d, h in (SWEEP_SIZES[i] for i in which):
+            if (budget, L, d) in done:
+                continue
+            r = train_run(model_config(L, d, h), budget, work, tag=f"sweep-{budget:.0e}-{L}x{d}", eval_every=10 ** 9,
+                          warmup_steps=SWEEP_WARMUP, checkpoint_every=10 ** 6)
+            row = {k: r[k] for k in ("steps", "tokens", "seconds", "val_loss", "tokens_per_s", "mfu", "flops", "params",
+                                     "params_non_embedding", "flops_per_token")}
+            row.update(n_layer=L, n_embd=d, n_head=h, budget_flops=budget)
+            result["runs"].append(row)
+            result["machine"] = _machine()
+            write_atomic(path, json.dumps(result, indent=1))
+            print(f"sweep {budget:.0e} {L}x{d}: {row['params']:,} params, {row['tokens']:,} tokens, "
+                  f"val loss {row['val_loss']:.3f}, {row['seconds']:.0f} s", flush=True)
+    return result
+
+
+def _machine() -> dict:
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    return {"device": torch.cuda.get_device_name(0) if dev == "cuda" else platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def ngram_baseline(work: Path, orders=(2, 3, 4), discounts=(0.75, 0.9), n_eval: int = 60_000) -> dict:
+    """Interpolated absolute-discounting n-gram on the same tokens: order and discount tuned on val."""
+    from ..ngram_lm import NGramLM
+    train_ids = np.load(work / "train.npy").tolist()
+    val_ids = np.load(work / "val.npy")[:n_eval].tolist()
+    best = None
+    grid = []
+    for order in orders:
+        lm = NGramLM(order=order, vocab_size=VOCAB_SIZE).fit(train_ids)
+        for d in discounts:
+            lm.discount = d
+            nll = float(-lm.log_probs(val_ids).mean())
+            grid.append({"order": order, "discount": d, "val_nll": nll})
+            if best is None or nll < best[0]:
+                best = (nll, order, d)
+        del lm
+    return {"grid": grid, "order": best[1], "discount": best[2]}
+
+
+def ngram_bits_per_byte(work: Path, order: int, discount: float, tok: BookTokenizer, texts: dict) -> dict:
+    from ..ngram_lm import NGramLM
+    lm = NGramLM(order=order, discount=discount, vocab_size=VOCAB_SIZE).fit(np.load(work / "train.npy").tolist())
+    out = {}
+    for name, text in texts.items():
+        ids = [tok.eot_id] + tok.encode(text)
+        out[name] = float(-lm.log_probs(ids).sum()) / math.log(2) / len(text.encode("utf-8"))
+    return out
+
+
+def save_weights(model: GPT, path: Path) -> str:
+    """fp16 safetensors of ``model`` (the tied ``lm_head`` is the embedding, stored once), written
+    atomically; returns its sha256."""
+    from safetensors.torch import save_file
+    sd = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()
+          if not (model.config.tie_weights and k == "lm_head.weight")}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(sd, str(tmp))
+    os.replace(tmp, path)
+    return _sha256(path)
+
+
+def export_checkpoint(tag: str, config: GPTConfig, folder: Path, work: Path = WORK_DIR) -> Path:
+    """A loadable book-LM folder (weights, tokenizer, manifest) from a training checkpoint, e.g. to
+    try a run in progress: ``load_book_lm(folder=...)``."""
+    import shutil
+    from ...checkpoint import load_checkpoint
+    folder.mkdir(parents=True, exist_ok=True)
+    model = GPT(config)
+    state = load_checkpoint(work / f"{tag}.safetensors", model)
+    sha = save_weights(model, folder / WEIGHTS)
+    shutil.copy(BOOK_LM_DIR / TOKENIZER, folder / TOKENIZER)
+    man = {"name": "book_lm", "preview_of": tag, "config": config.__dict__, "steps": state["step"], "sha256": sha}
+    write_atomic(folder / MANIFEST, json.dumps(man, indent=1))
+    return folder
+
+
+def write_data_card(card: dict, tokens: dict, out: Path = BOOK_LM_DIR) -> Path:
+    """``DATA_CARD.md``: sources, licences, sizes per split, what was filtered, hashes (from card.json)."""
+    from ...data.book_corpus import DEBIAN_PACKAGES, GENSIM_VERSION
+    rows = ["| source | package | licence | documents kept | train MB | val MB | test MB | dropped: duplicate | dropped: not prose |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for name, st in card["sources"].items():
+        b = st["bytes"]
+        rows.append(f"| {name} ({st['what']}) | {st['package']} | {st['licence']} | {st['kept_docs']:,} | "
+                    f"{b['train'] / 1e6:.2f} | {b['val'] / 1e6:.3f} | {b['test'] / 1e6:.3f} | {st['dropped_duplicate']:,} | "
+                    f"{st['dropped_not_prose']:,} |")
+    files = "\n".join(f"- `{k}`: {v['docs']:,} documents, {v['bytes']:,} bytes, {tokens[k[:-4]]['tokens']:,} tokens, "
+                      f"sha256 `{v['sha256']}`" for k, v in card["files"].items())
+    text = f"""# Data card: the book LM's pretraining corpus
+
+Built by `genai_helpers/data/book_corpus.py` (corpus version {card['version']}) from Debian packages
+({', '.join(DEBIAN_PACKAGES)}) and the test data inside the PyPI wheel of gensim {GENSIM_VERSION}: no web
+download, the same bytes on every machine with these package versions. Generated by `make pretrain`.
+
+{chr(10).join(rows)}
+
+**Cleaning.** Markup removed (Wikipedia templates, tables, references and link syntax; the dictionaries'
+cross-reference braces; GCIDE's pronunciations, etymologies and source tags; HTML). Whitespace normalised
+within paragraphs (NFC). Documents shorter than {card['min_doc_chars']} characters are joined with the next
+ones of the same source. Dropped: documents repeated after lower-casing and whitespace normalisation, and
+documents with under {card['min_letter_fraction']:.0%} letters and spaces (tables, code, hex dumps). GCIDE
+is capped at {card['gcide_cap_bytes'] / 1e6:.0f} MB so that dictionary style does not dominate. Offensive
+fortunes (the `off/` collection) and the fortune collections not in `FORTUNE_CATEGORIES` are left out.
+
+**Split.** By document: a stable hash of (source, document) sends {card['held_out']['val']:.0%} of the
+documents to validation and {card['held_out']['test']:.0%} to test; the rest is training data.
+
+**Files.**
+{files}
+
+**Held-out narrative prose** (`narrative_heldout.txt`): six short stories written for this book
+(CC0), in no training source, to measure the model on prose of a different kind.
+
+**Licences of the weights.** The model is trained on GPL (GCIDE, Debian Reference), GFDL (FOLDOC) and
+CC BY-SA (Wikipedia) text besides public-domain sources; treat the weights as a derivative of those
+texts for redistribution. It is a teaching model: it knows little, makes facts up, and reproduces
+the biases of 20th-century dictionaries and Usenet humour.
+"""
+    path = out / "DATA_CARD.md"
+    write_atomic(path, text)
+    return path
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", choices=tuple(SIZES), default="cpu")
+    ap.add_argument("--flops", type=float, default=None, help="training FLOPs (default: BUDGET_FLOPS[size])")
+    ap.add_argument("--sweep", action="store_true", help="run the scaling sweep instead")
+    ap.add_argument("--work", type=Path, default=WORK_DIR)
+    ap.add_argument("--out", type=Path, default=BOOK_LM_DIR)
+    ap.add_argument("--eval-only", action="store_true", help="skip training (the checkpoint must be complete)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.sweep:
+        sweep(args.work, args.out)
+        return
+    data = prepare(args.work, args.out)
+    write_data_card(data["corpus_card"], data["tokens"], args.out)
+    budget = args.flops or BUDGET_FLOPS[args.size]
+    config = model_config(**SIZES[args.size])
+    tag = f"book_lm-{args.size}"
+    r = train_run(config, budget, args.work, tag=tag)
+    model = r["model"].cpu().eval()
+    tok = BookTokenizer.from_file(args.out / TOKENIZER)
+    print("evaluating ...", flush=True)
+    test_ids, val_ids = load_tokens("test", args.work), load_tokens("val", args.work)
+    cdir = book_corpus.corpus_dir()
+    texts = {"test": book_corpus.DOC_SEP.join(book_corpus.read_split("test", cdir)).replace(book_corpus.DOC_SEP, f"\n{EOT}\n"),
+             "narrative": narrative_text()}
+    # bits per byte of the raw split text, documents separated as in training
+    test_docs = book_corpus.read_split("test", cdir)
+    n_bytes = sum(len(d.encode()) for d in test_docs)
+    from . import token_nll
+    nll_bits = 0.0
+    for doc in test_docs:
+        nll_bits += float(token_nll(model, tok.encode(doc), bos=tok.eot_id).sum()) / math.log(2)
+    bpb = {"test": nll_bits / n_bytes, "narrative": bits_per_byte(model, tok, texts["narrative"])}
+    ng = ngram_baseline(args.work)
+    ng_bpb = ngram_bits_per_byte(args.work, ng["order"], ng["discount"], tok,
+                                 {"test": "\n".join(test_docs), "narrative": texts["narrative"]})
+    # samples
+    g = torch.Generator().manual_seed(SEED)
+    samples = []
+    for prompt in ("The old man", "In the morning", "A computer is", "She opened the door and"):
+        ids = torch.tensor([tok.encode(prompt)])
+        outp = model.generate(ids, 60, temperature=1.0, top_p=0.9, generator=g)
+        samples.append(tok.decode(outp[0].tolist()))
+    wpath = args.out / (WEIGHTS if args.size == "cpu" else WEIGHTS.replace(".safetensors", "-gpu.safetensors"))
+    save_weights(model, wpath)
+    # the shipped fp16 weights are what we report on: re-evaluate the test loss with them
+    man = {
+        "name": "book_lm", "size": args.size, "config": config.__dict__, "seed": SEED,
+        "training": {"budget_flops": budget, "seconds": round(r["seconds"], 1), "steps": r["steps"], "tokens_seen": r["tokens"],
+                     "batch_size": BATCH_SIZE, "lr": LR, "warmup_steps": WARMUP_STEPS, "min_lr_ratio": MIN_LR_RATIO,
+                     "weight_decay": WEIGHT_DECAY, "precision": "fp32", "tokens_per_s": round(r["tokens_per_s"], 1),
+                     "mfu": round(r["mfu"], 4), "peak_gflops_assumed": PEAK_GFLOPS, "flops": r["flops"],
+                     "epochs": r["tokens"] / data["tokens"]["train"]["tokens"], "machine": _machine()},
+        "params": r["params"], "params_non_embedding": r["params_non_embedding"],
+        "data": {"corpus_files": data["corpus_files"], "tokens": data["tokens"], "tokenizer_sha256": data["tokenizer_sha256"]},
+        "loss": {"val_nats_per_token": r["val_loss"], "test_nats_per_token": eval_loss(model, test_ids, 256, seed=2)},
+        "bits_per_byte": bpb, "ngram": {**ng, "bits_per_byte": ng_bpb},
+        "samples_top_p_0.9": samples, "weights_dtype": "float16", "sha256": _sha256(wpath),
+        "bytes": wpath.stat().st_size,
+    }
+    hist = {"history": r["history"], "evals": r["evals"]}
+    write_atomic(args.out / "pretrain_history.json", json.dumps(hist))
+    write_atomic(args.out / (MANIFEST if args.size == "cpu" else "manifest-gpu.json"), json.dumps(man, indent=1))
+    print(json.dumps({k: man[k] for k in ("params", "loss", "bits_per_byte")}, indent=1))
+    print(json.dumps(man["ngram"]["bits_per_byte"]))
+    for s in samples:
+        print("---", s)
+
+
+if __name__ == "__main__":
+    main()
