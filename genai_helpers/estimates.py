@@ -1,4 +1,4 @@
-"""Back-of-envelope numbers for training and serving transformers (chapter 02, §2.9).
+"""Back-of-envelope numbers for training and serving transformers (chapter 02, §2.11-2.13).
 
 Every function is a formula you can do on paper; chapter 02 checks them against real models:
 
@@ -10,6 +10,11 @@ Every function is a formula you can do on paper; chapter 02 checks them against 
 - :func:`inference_memory` — weights + KV cache.
 - :func:`training_flops` (``6·P·T``), :func:`chinchilla_tokens` (``≈ 20·P``),
   :func:`training_time` (GPU-days and cost from a table of GPUs).
+- :func:`training_flops_with_attention` (``6·P·N`` plus attention's ``12·L·T·d`` per token), which
+  chapter 02 checks against ``torch.utils.flop_counter.FlopCounterMode``.
+- Scaling-law fits for an IsoFLOP sweep (Hoffmann et al., 2022, approach 2):
+  :func:`isoflop_minimum` (a parabola in ``ln(params)`` for one compute budget, its vertex ``N*``)
+  and :func:`power_law_fit` (``y = k·x^a`` by least squares in log-log, e.g. ``N* ∝ C^a``).
 
 Assumptions are arguments with defaults, never hidden: mixed-precision Adam keeps 16 bytes per
 parameter (2 bf16 weights + 2 bf16 gradients + 4 fp32 master weights + 4 + 4 for Adam's two
@@ -24,7 +29,7 @@ from ._checks import check_positive_int
 
 __all__ = ["GPU", "GPUS", "ADAM_MIXED_PRECISION_BYTES", "transformer_params", "activation_bytes", "training_memory",
            "kv_cache_bytes", "inference_memory", "training_flops", "chinchilla_tokens", "training_time",
-           "gpus_to_hold"]
+           "gpus_to_hold", "training_flops_with_attention", "isoflop_minimum", "power_law_fit"]
 
 
 @dataclass(frozen=True)
@@ -194,3 +199,94 @@ def gpus_to_hold(n_bytes: float, gpu: str | GPU = "H100-SXM") -> int:
     if not isinstance(gpu, GPU):
         raise ValueError(f"gpu must be one of {sorted(GPUS)} or a GPU, got {gpu!r}")
     return max(1, math.ceil(n_bytes / (gpu.memory_gb * 1e9)))
+
+
+def training_flops_with_attention(n_params: float, n_tokens: float, n_layer: int, seq_len: int, d_attn: int, *,
+                                  causal: bool = False) -> float:
+    """Training FLOPs ``6·P·N + 12·L·T·d_attn·N`` for ``N`` tokens in sequences of ``seq_len = T`` (chapter 02).
+
+    ``6·P·N`` counts the matrix multiplies with weights (2 FLOPs per parameter per token forward,
+    4 backward), so ``n_params`` should be the weights that multiply activations: every matrix,
+    including the output head (tied or not), not the embedding lookup or LayerNorm gains. Attention
+    adds two products per layer that hold no parameters, ``QKᵀ`` and ``A·V``: ``2·T·d_attn`` FLOPs
+    each per token forward, times three for forward and backward, hence ``12·L·T·d_attn`` per token
+    (``12·L·T²·d_attn`` per sequence; Hoffmann et al. 2022, appendix F, count the same). A plain
+    matrix multiply computes the masked half of the causal score matrix too; ``causal=True`` halves
+    the attention term, counting only the useful half (what ``make pretrain`` budgets with).
+    """
+    _positive("n_params", n_params)
+    _positive("n_tokens", n_tokens)
+    for name, v in (("n_layer", n_layer), ("seq_len", seq_len), ("d_attn", d_attn)):
+        check_positive_int(name, v)
+    attention = 12.0 * n_layer * seq_len * d_attn * n_tokens
+    return 6.0 * n_params * n_tokens + (attention / 2 if causal else attention)
+
+
+def _positive_array(name: str, values, minimum_length: int):
+    import numpy as np
+
+    try:
+        arr = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a sequence of numbers, got {type(values).__name__}") from None
+    if arr.ndim != 1 or arr.size < minimum_length:
+        raise ValueError(f"{name} must be a 1-d sequence of at least {minimum_length} numbers, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(f"{name} must hold finite numbers > 0")
+    return arr
+
+
+def isoflop_minimum(params, losses) -> dict:
+    """The compute-optimal size of one IsoFLOP curve: fit ``loss = a·x² + b·x + c``, ``x = ln(params)``.
+
+    ``params`` and ``losses``: one value per model trained with the same FLOP budget (at least
+    three, all > 0). Returns ``params_opt`` (``N* = exp(-b / 2a)``, the vertex), ``loss_opt`` (the
+    fitted loss there), ``coefficients`` ``(a, b, c)``, ``inside`` (whether ``N*`` lies within the
+    sizes tried: outside, the vertex is an extrapolation) and ``residual_rms`` (0 for three points,
+    which a parabola always fits exactly). Raises ``ValueError`` when the fitted curve has no
+    minimum (``a <= 0``: the losses do not turn up on either side).
+    """
+    import numpy as np
+
+    n = _positive_array("params", params, 3)
+    y = _positive_array("losses", losses, 3)
+    if n.size != y.size:
+        raise ValueError(f"params and losses must have the same length, got {n.size} and {y.size}")
+    if np.unique(n).size < 3:
+        raise ValueError("params must hold at least three different sizes")
+    x = np.log(n)
+    a, b, c = np.polyfit(x, y, 2)
+    if a <= 0:
+        raise ValueError(f"the fitted parabola opens downward (a = {a:.3g}): these losses have no minimum in "
+                         f"ln(params); the sizes tried do not bracket the optimum")
+    x_opt = -b / (2 * a)
+    fit = np.polyval((a, b, c), x)
+    return {"params_opt": float(np.exp(x_opt)), "loss_opt": float(np.polyval((a, b, c), x_opt)),
+            "coefficients": (float(a), float(b), float(c)), "inside": bool(x.min() <= x_opt <= x.max()),
+            "residual_rms": float(np.sqrt(np.mean((fit - y) ** 2)))}
+
+
+def power_law_fit(x, y) -> dict:
+    """Least-squares fit of ``y = k·x^a`` in log-log (``ln y = a·ln x + ln k``), e.g. ``N* ∝ C^a``.
+
+    ``x``, ``y``: at least two positive numbers each, same length, two different ``x``. Returns
+    ``exponent`` (a), ``coefficient`` (k), ``exponent_stderr`` (the slope's standard error, ``nan``
+    with two points: a line through two points has no error estimate) and ``n`` (points used).
+    ``k·x**a`` predicts ``y`` at a new ``x``.
+    """
+    import math
+
+    import numpy as np
+
+    lx = np.log(_positive_array("x", x, 2))
+    ly = np.log(_positive_array("y", y, 2))
+    if lx.size != ly.size:
+        raise ValueError(f"x and y must have the same length, got {lx.size} and {ly.size}")
+    if np.unique(lx).size < 2:
+        raise ValueError("x must hold at least two different values")
+    a, log_k = np.polyfit(lx, ly, 1)
+    stderr = math.nan
+    if lx.size > 2:
+        resid = ly - (a * lx + log_k)
+        stderr = float(np.sqrt(np.sum(resid ** 2) / (lx.size - 2) / np.sum((lx - lx.mean()) ** 2)))
+    return {"exponent": float(a), "coefficient": float(np.exp(log_k)), "exponent_stderr": stderr, "n": int(lx.size)}

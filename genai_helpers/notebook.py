@@ -49,7 +49,7 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["META_KEY", "RESULTS_ENV", "REPO_ROOT", "BOOK_CORPUS", "CHAPTER_DATA", "code_sha256", "package_sha256",
+__all__ = ["META_KEY", "RESULTS_ENV", "REPO_ROOT", "BOOK_CORPUS", "BOOK_LM_FILES", "CHAPTER_DATA", "code_sha256", "package_sha256",
            "package_changed", "record_result", "recorded_results", "read_results", "chapter_data_files",
            "data_sha256", "stale_reasons", "execute", "main"]
 
@@ -64,7 +64,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 BOOK_CORPUS = ("book/**/*.md", "notebooks/*.ipynb")
 #: The repository files each chapter reads besides the package, as globs keyed by the notebook's
 #: stem (see the module docstring).
+#: The book LM's shipped files (the manifest holds the weights' sha256), read by the text chapters.
+BOOK_LM_FILES = ("genai_helpers/models/book_lm/*.json", "genai_helpers/models/book_lm/*.txt")
 CHAPTER_DATA: dict[str, tuple[str, ...]] = {
+    "01_attention": BOOK_LM_FILES,
+    "02_training_at_scale": BOOK_LM_FILES,
+    "03_sampling_and_evaluation": BOOK_LM_FILES,
     "07_rag": BOOK_CORPUS + ("genai_helpers/rag/book_questions.json",),
     "08_agents_and_guardrails": BOOK_CORPUS + ("genai_helpers/agents/data/paraphrases.json",
                                                "genai_helpers/guardrails/data/attacks.jsonl"),

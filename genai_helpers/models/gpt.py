@@ -387,6 +387,35 @@ class GPT(nn.Module):
             self._check_cache(cache)
         return self.lm_head(self._hidden(idx, cache)[:, -1])
 
+    @torch.no_grad()
+    def attention_weights(self, idx: torch.Tensor) -> torch.Tensor:
+        """Softmax attention probabilities of every layer and head on ``idx`` ``(B, T)``:
+        ``(n_layer, B, n_head, T, T)``, row ``i`` of a head = where query ``i`` looks (rows sum to 1,
+        the upper triangle is 0). Computed as the forward pass computes them: ``ln_1 -> c_attn``,
+        RoPE on ``q`` and ``k``, the causal mask, scale ``1/sqrt(head_dim)``. Runs in eval mode
+        (the previous mode is restored), without gradients. Chapter 01 reads the heads with it.
+        """
+        self._check_idx(idx)
+        was_training = self.training
+        self.eval()
+        try:
+            B, T = idx.shape
+            C, H, hd = self.config.n_embd, self.config.n_head, self.config.head_dim
+            x, rope = self._embed(idx, 0)
+            allowed = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
+            maps = []
+            for i, block in enumerate(self.transformer.h):
+                q, k, _ = block.attn.c_attn(block.ln_1(x)).split(C, dim=2)
+                q, k = (t.view(B, T, H, hd).transpose(1, 2) for t in (q, k))            # (B, H, T, hd)
+                if rope is not None:
+                    q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+                scores = (q @ k.transpose(-2, -1)) / math.sqrt(hd)                        # (B, H, T, T)
+                maps.append(torch.softmax(scores.float().masked_fill(~allowed, float("-inf")), dim=-1))
+                x = block(x, rope=rope, layer=i)
+            return torch.stack(maps)                                                      # (L, B, H, T, T)
+        finally:
+            self.train(was_training)
+
     def step_fn(self, batch_size: int, use_cache: bool = True, max_len: int | None = None) -> "GPTStep":
         """A :class:`GPTStep` over this model: the step function that :meth:`generate`,
         :func:`genai_helpers.sampling.beam_search` and Smart Compose's cached beam search run."""

@@ -46,16 +46,18 @@ PEAK_GFLOPS = 210.0            # measured fp32 matmul peak of the 2-core machine
 WORK_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "genai_helpers" / "book_lm_work"
 
 #: The sizes of the scaling sweep (n_layer, n_embd, n_head).
-SWEEP_SIZES = ((2, 64, 4), (2, 96, 4), (3, 128, 4), (4, 160, 5), (5, 192, 6), (6, 256, 8))
+SWEEP_SIZES = ((2, 32, 2), (2, 48, 4), (2, 64, 4), (2, 96, 4), (3, 128, 4), (4, 160, 5), (5, 192, 6))
 #: The sweep's compute budgets (training FLOPs, counted by :func:`flops_per_token`) and the sizes run
 #: at each (indices into SWEEP_SIZES): an IsoFLOP sweep in the manner of Chinchilla (approach 2).
-#: Budgets are in FLOPs, not seconds, so a busy or faster machine gives the same runs.
-SWEEP_BUDGETS = {1e12: (0, 1, 2, 3), 4e12: (1, 2, 3, 4), 1.2e13: (2, 3, 4)}
+#: Budgets are in FLOPs, not seconds, so a busy or faster machine gives the same runs. (The first
+#: pass ran sizes 2-5 only; every budget's best was its smallest size, so smaller sizes were added
+#: until each budget's minimum was bracketed.)
+SWEEP_BUDGETS = {1e12: (0, 1, 2, 3, 4, 5), 4e12: (1, 2, 3, 4, 5, 6), 1.2e13: (2, 3, 4, 5)}
 SWEEP_WARMUP = 50
 #: What ``make pretrain`` trains (read off the sweep: see scaling_sweep.json and chapter 02) and its
 #: compute: the cpu size's FLOPs take about 45 minutes on the 2-core machines (ENVIRONMENT.md).
 SIZES = {"cpu": dict(n_layer=4, n_embd=192, n_head=6), "gpu": dict(n_layer=8, n_embd=512, n_head=8)}
-BUDGET_FLOPS = {"cpu": 2e14, "gpu": 3e15}
+BUDGET_FLOPS = {"cpu": 1.2e14, "gpu": 3e15}
 
 
 def model_config(n_layer: int, n_embd: int, n_head: int, vocab_size: int = VOCAB_SIZE) -> GPTConfig:
@@ -195,15 +197,26 @@ def train_run(config: GPTConfig, flops: float, work: Path, *, tag: str, eval_eve
 
 
 # ------------------------------------------------------------------------------------------------
-def sweep(work: Path = WORK_DIR, out: Path = BOOK_LM_DIR) -> dict:
+def sweep(work: Path = WORK_DIR, out: Path = BOOK_LM_DIR, only: set[str] | None = None) -> dict:
     """Every size of :data:`SWEEP_BUDGETS` at its budget (resumable: finished runs are skipped)."""
+    import fcntl
     prepare(work, out)
     path = out / "scaling_sweep.json"
-    result = json.loads(path.read_text()) if path.is_file() else {"runs": [], "warmup_steps": SWEEP_WARMUP,
-                                                                  "batch_size": BATCH_SIZE, "block_size": BLOCK_SIZE}
-    done = {(r["budget_flops"], r["n_layer"], r["n_embd"]) for r in result["runs"]}
-    for budget, which in SWEEP_BUDGETS.items():
-        for L, d, h in (SWEEP_SIZES[i] for i in which):
+    lock = open(work / "sweep.lock", "w")
+
+    def read() -> dict:
+        return json.loads(path.read_text()) if path.is_file() else {
+            "runs": [], "warmup_steps": SWEEP_WARMUP, "batch_size": BATCH_SIZE, "block_size": BLOCK_SIZE}
+
+    todo = [(budget, *SWEEP_SIZES[i]) for budget, which in SWEEP_BUDGETS.items() for i in which]
+    if only:
+        todo = [t for t in todo if f"{t[0]:.0e}:{t[1]}x{t[2]}" in only]
+    for budget, L, d, h in todo:
+            # several processes may share the list (one thread each): claim a run under the lock
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            result = read()
+            done = {(r["budget_flops"], r["n_layer"], r["n_embd"]) for r in result["runs"]}
+            fcntl.flock(lock, fcntl.LOCK_UN)
             if (budget, L, d) in done:
                 continue
             r = train_run(model_config(L, d, h), budget, work, tag=f"sweep-{budget:.0e}-{L}x{d}", eval_every=10 ** 9,
@@ -211,12 +224,16 @@ def sweep(work: Path = WORK_DIR, out: Path = BOOK_LM_DIR) -> dict:
             row = {k: r[k] for k in ("steps", "tokens", "seconds", "val_loss", "tokens_per_s", "mfu", "flops", "params",
                                      "params_non_embedding", "flops_per_token")}
             row.update(n_layer=L, n_embd=d, n_head=h, budget_flops=budget)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            result = read()
             result["runs"].append(row)
+            result["runs"].sort(key=lambda r: (r["budget_flops"], r["params"]))
             result["machine"] = _machine()
             write_atomic(path, json.dumps(result, indent=1))
+            fcntl.flock(lock, fcntl.LOCK_UN)
             print(f"sweep {budget:.0e} {L}x{d}: {row['params']:,} params, {row['tokens']:,} tokens, "
                   f"val loss {row['val_loss']:.3f}, {row['seconds']:.0f} s", flush=True)
-    return result
+    return read()
 
 
 def _machine() -> dict:
@@ -334,13 +351,14 @@ def main(argv=None) -> None:
     ap.add_argument("--size", choices=tuple(SIZES), default="cpu")
     ap.add_argument("--flops", type=float, default=None, help="training FLOPs (default: BUDGET_FLOPS[size])")
     ap.add_argument("--sweep", action="store_true", help="run the scaling sweep instead")
+    ap.add_argument("--only", default=None, help="with --sweep: only these runs, e.g. 1e+12:2x32,4e+12:2x64")
     ap.add_argument("--work", type=Path, default=WORK_DIR)
     ap.add_argument("--out", type=Path, default=BOOK_LM_DIR)
     ap.add_argument("--eval-only", action="store_true", help="skip training (the checkpoint must be complete)")
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if args.sweep:
-        sweep(args.work, args.out)
+        sweep(args.work, args.out, set(args.only.split(",")) if args.only else None)
         return
     data = prepare(args.work, args.out)
     write_data_card(data["corpus_card"], data["tokens"], args.out)
