@@ -29,7 +29,7 @@ from ._checks import check_positive_int
 
 __all__ = ["GPU", "GPUS", "ADAM_MIXED_PRECISION_BYTES", "transformer_params", "activation_bytes", "training_memory",
            "kv_cache_bytes", "inference_memory", "training_flops", "chinchilla_tokens", "training_time",
-           "gpus_to_hold", "training_flops_with_attention", "isoflop_minimum", "power_law_fit"]
+           "gpus_to_hold", "training_flops_with_attention", "isoflop_minimum", "power_law_fit", "fit_scaling_law"]
 
 
 @dataclass(frozen=True)
@@ -290,3 +290,70 @@ def power_law_fit(x, y) -> dict:
         resid = ly - (a * lx + log_k)
         stderr = float(np.sqrt(np.sum(resid ** 2) / (lx.size - 2) / np.sum((lx - lx.mean()) ** 2)))
     return {"exponent": float(a), "coefficient": float(np.exp(log_k)), "exponent_stderr": stderr, "n": int(lx.size)}
+
+
+def fit_scaling_law(params, tokens, losses, *, inits: int = 64, steps: int = 400, seed: int = 0) -> dict:
+    """Fit Chinchilla's parametric loss ``L(N, D) = E + A / N^alpha + B / D^beta`` (approach 3 of
+    Hoffmann et al. 2022) to runs of different sizes ``N`` (``params``) and token counts ``D``.
+
+    Minimises the Huber loss (delta 1e-3) of the log-loss residuals over ``(ln A, ln B, ln E, alpha,
+    beta)`` with L-BFGS from ``inits`` starting points on a grid-like random draw (seeded), as the
+    paper does, and keeps the best. Needs at least five runs. Returns the five values, ``predict``
+    (a function ``(N, D) -> loss``) and ``residual_rms`` (of the log-losses). Unlike an IsoFLOP
+    parabola it uses every run, also at budgets whose minimum the sizes tried do not bracket; with
+    few runs the exponents are loosely determined, so read them with the residuals.
+    """
+    import math
+
+    import torch
+
+    n = torch.tensor(_positive_array("params", params, 5), dtype=torch.float64)
+    d = torch.tensor(_positive_array("tokens", tokens, 5), dtype=torch.float64)
+    y = torch.tensor(_positive_array("losses", losses, 5), dtype=torch.float64)
+    if not (n.numel() == d.numel() == y.numel()):
+        raise ValueError(f"params, tokens and losses must have the same length, got {n.numel()}, {d.numel()}, {y.numel()}")
+    if inits < 1 or steps < 1:
+        raise ValueError(f"inits and steps must be >= 1, got {inits} and {steps}")
+    ln_n, ln_d, ln_y = n.log(), d.log(), y.log()
+    g = torch.Generator().manual_seed(seed)
+
+    def objective(theta):
+        a, b, e, alpha, beta = theta
+        pred = torch.logsumexp(torch.stack([a - alpha * ln_n, b - beta * ln_d, e.expand_as(ln_n)]), dim=0)
+        return torch.nn.functional.huber_loss(pred, ln_y, delta=1e-3, reduction="sum")
+
+    best = None
+    for _ in range(inits):
+        start = torch.tensor([torch.empty(1).uniform_(0, 25, generator=g).item(),
+                              torch.empty(1).uniform_(0, 25, generator=g).item(),
+                              torch.empty(1).uniform_(-1, 1.5, generator=g).item(),
+                              torch.empty(1).uniform_(0.05, 1.0, generator=g).item(),
+                              torch.empty(1).uniform_(0.05, 1.0, generator=g).item()], dtype=torch.float64)
+        theta = start.clone().requires_grad_(True)
+        opt = torch.optim.LBFGS([theta], lr=1, max_iter=steps, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            loss = objective(theta)
+            loss.backward()
+            return loss
+
+        try:
+            opt.step(closure)
+        except RuntimeError:
+            continue
+        with torch.no_grad():
+            value = float(objective(theta))
+        if math.isfinite(value) and (best is None or value < best[0]):
+            best = (value, theta.detach().clone())
+    if best is None:
+        raise ValueError("the fit did not converge from any starting point")
+    a, b, e, alpha, beta = best[1].tolist()
+    A, B, E = math.exp(a), math.exp(b), math.exp(e)
+
+    def predict(N, D):
+        return E + A / N ** alpha + B / D ** beta
+
+    resid = [math.log(predict(float(ni), float(di))) - math.log(float(yi)) for ni, di, yi in zip(n, d, y)]
+    return {"E": E, "A": A, "alpha": alpha, "B": B, "beta": beta, "predict": predict,
+            "residual_rms": math.sqrt(sum(r * r for r in resid) / len(resid))}

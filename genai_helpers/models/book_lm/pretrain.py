@@ -52,11 +52,11 @@ SWEEP_SIZES = ((2, 32, 2), (2, 48, 4), (2, 64, 4), (2, 96, 4), (3, 128, 4), (4, 
 #: Budgets are in FLOPs, not seconds, so a busy or faster machine gives the same runs. (The first
 #: pass ran sizes 2-5 only; every budget's best was its smallest size, so smaller sizes were added
 #: until each budget's minimum was bracketed.)
-SWEEP_BUDGETS = {1e12: (0, 1, 2, 3, 4, 5), 4e12: (1, 2, 3, 4, 5, 6), 1.2e13: (2, 3, 4, 5)}
+SWEEP_BUDGETS = {1e12: (0, 1, 2, 3, 4, 5), 4e12: (0, 1, 2, 3, 4, 5, 6), 1.2e13: (2, 3, 4, 5)}
 SWEEP_WARMUP = 50
 #: What ``make pretrain`` trains (read off the sweep: see scaling_sweep.json and chapter 02) and its
 #: compute: the cpu size's FLOPs take about 45 minutes on the 2-core machines (ENVIRONMENT.md).
-SIZES = {"cpu": dict(n_layer=4, n_embd=192, n_head=6), "gpu": dict(n_layer=8, n_embd=512, n_head=8)}
+SIZES = {"cpu": dict(n_layer=3, n_embd=128, n_head=4), "gpu": dict(n_layer=8, n_embd=512, n_head=8)}
 BUDGET_FLOPS = {"cpu": 1.2e14, "gpu": 3e15}
 
 
@@ -236,6 +236,47 @@ def sweep(work: Path = WORK_DIR, out: Path = BOOK_LM_DIR, only: set[str] | None 
     return read()
 
 
+#: Shapes the trained size is chosen from (n_layer, n_embd, n_head).
+CANDIDATES = ((2, 64, 4), (2, 96, 4), (3, 128, 4), (3, 160, 5), (4, 160, 5), (4, 192, 6), (5, 192, 6), (6, 256, 8))
+
+
+MAX_EPOCHS = 4.0   # beyond about 4 passes repeated tokens are worth much less than new ones (Muennighoff et al. 2023)
+
+
+def choose_size(sweep_result: dict, budget_flops: float, train_tokens: int, max_epochs: float = MAX_EPOCHS) -> dict:
+    """Read the trained size off the sweep, Chinchilla's approach 3: fit ``L(N, D) = E + A/N^alpha +
+    B/D^beta`` to every run (:func:`~genai_helpers.estimates.fit_scaling_law`), then for each
+    candidate shape spend ``budget_flops`` on it (``D = budget / flops_per_token``) and pick the
+    lowest predicted loss among the shapes that would see the ``train_tokens`` at most
+    ``max_epochs`` times (the sweep's runs never repeat data, so the law knows nothing of
+    repetition). Also returns approach 2 where it applies: the vertex of a parabola in ln(params)
+    per budget, kept only when it lies among the sizes tried."""
+    from ...estimates import fit_scaling_law, isoflop_minimum
+    runs = sweep_result["runs"]
+    law = fit_scaling_law([r["params"] for r in runs], [r["tokens"] for r in runs], [r["val_loss"] for r in runs])
+    predicted = {}
+    for c in CANDIDATES:
+        cfg = model_config(*c)
+        n, tokens = GPT(cfg).num_parameters(), budget_flops / flops_per_token(cfg)
+        predicted[c] = {"params": n, "tokens": tokens, "loss": law["predict"](n, tokens)}
+    allowed = [c for c in CANDIDATES if predicted[c]["tokens"] <= max_epochs * train_tokens]
+    if not allowed:
+        raise ValueError(f"every candidate would see the data more than max_epochs={max_epochs} times")
+    best = min(allowed, key=lambda c: predicted[c]["loss"])
+    vertices = {}
+    for budget in sorted({r["budget_flops"] for r in runs}):
+        rs = [r for r in runs if r["budget_flops"] == budget]
+        try:
+            m = isoflop_minimum([r["params"] for r in rs], [r["val_loss"] for r in rs])
+        except ValueError:
+            continue
+        vertices[budget] = {"params_opt": m["params_opt"], "inside": m["inside"]}
+    return {"law": {k: v for k, v in law.items() if k != "predict"}, "predicted": predicted, "allowed": allowed,
+            "unconstrained_best": min(predicted, key=lambda c: predicted[c]["loss"]),
+            "shape": dict(n_layer=best[0], n_embd=best[1], n_head=best[2]), "params": predicted[best]["params"],
+            "isoflop_vertices": vertices}
+
+
 def _machine() -> dict:
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     return {"device": torch.cuda.get_device_name(0) if dev == "cuda" else platform.processor() or platform.machine(),
@@ -243,33 +284,32 @@ def _machine() -> dict:
             "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
-def ngram_baseline(work: Path, orders=(2, 3, 4), discounts=(0.75, 0.9), n_eval: int = 60_000) -> dict:
-    """Interpolated absolute-discounting n-gram on the same tokens: order and discount tuned on val."""
+def ngram_baseline(work: Path, tok: BookTokenizer, texts: dict, orders=(2, 3, 4), discounts=(0.6, 0.75, 0.9),
+                   n_eval: int = 60_000) -> dict:
+    """The n-gram baseline on the same tokens: interpolated absolute discounting
+    (:class:`~genai_helpers.models.ngram_lm.NGramLM`) fitted on every training token; order and
+    discount tuned on the first ``n_eval`` validation tokens; then bits per byte of ``texts``
+    (name -> list of documents)."""
     from ..ngram_lm import NGramLM
     train_ids = np.load(work / "train.npy").tolist()
     val_ids = np.load(work / "val.npy")[:n_eval].tolist()
-    best = None
-    grid = []
+    best, grid = None, []
     for order in orders:
         lm = NGramLM(order=order, vocab_size=VOCAB_SIZE).fit(train_ids)
         for d in discounts:
             lm.discount = d
             nll = float(-lm.log_probs(val_ids).mean())
-            grid.append({"order": order, "discount": d, "val_nll": nll})
+            grid.append({"order": order, "discount": d, "val_nats_per_token": nll})
             if best is None or nll < best[0]:
-                best = (nll, order, d)
-        del lm
-    return {"grid": grid, "order": best[1], "discount": best[2]}
-
-
-def ngram_bits_per_byte(work: Path, order: int, discount: float, tok: BookTokenizer, texts: dict) -> dict:
-    from ..ngram_lm import NGramLM
-    lm = NGramLM(order=order, discount=discount, vocab_size=VOCAB_SIZE).fit(np.load(work / "train.npy").tolist())
-    out = {}
-    for name, text in texts.items():
-        ids = [tok.eot_id] + tok.encode(text)
-        out[name] = float(-lm.log_probs(ids).sum()) / math.log(2) / len(text.encode("utf-8"))
-    return out
+                best = (nll, order, d, lm)
+        lm = None
+    _, order, discount, lm = best
+    lm.discount = discount
+    bpb = {}
+    for name, docs in texts.items():                  # each document scored after <|endoftext|>, as the GPT's
+        nats = sum(float(-lm.log_probs([tok.eot_id] + tok.encode(doc)).sum()) for doc in docs)
+        bpb[name] = nats / math.log(2) / sum(len(doc.encode("utf-8")) for doc in docs)
+    return {"grid": grid, "order": order, "discount": discount, "bits_per_byte": bpb}
 
 
 def save_weights(model: GPT, path: Path) -> str:
@@ -366,45 +406,47 @@ def main(argv=None) -> None:
     config = model_config(**SIZES[args.size])
     tag = f"book_lm-{args.size}"
     r = train_run(config, budget, args.work, tag=tag)
-    model = r["model"].cpu().eval()
     tok = BookTokenizer.from_file(args.out / TOKENIZER)
+    wpath = args.out / (WEIGHTS if args.size == "cpu" else WEIGHTS.replace(".safetensors", "-gpu.safetensors"))
+    save_weights(r["model"].cpu(), wpath)
+    # everything below is measured on the shipped fp16 weights, loaded back as a reader loads them
+    from safetensors.torch import load_file
+    model = GPT(config)
+    model.load_state_dict({k: v.float() for k, v in load_file(str(wpath)).items()}, strict=False)
+    model.eval()
     print("evaluating ...", flush=True)
-    test_ids, val_ids = load_tokens("test", args.work), load_tokens("val", args.work)
+    test_ids = load_tokens("test", args.work)
     cdir = book_corpus.corpus_dir()
-    texts = {"test": book_corpus.DOC_SEP.join(book_corpus.read_split("test", cdir)).replace(book_corpus.DOC_SEP, f"\n{EOT}\n"),
-             "narrative": narrative_text()}
-    # bits per byte of the raw split text, documents separated as in training
     test_docs = book_corpus.read_split("test", cdir)
-    n_bytes = sum(len(d.encode()) for d in test_docs)
+    narrative = narrative_text()
     from . import token_nll
-    nll_bits = 0.0
-    for doc in test_docs:
-        nll_bits += float(token_nll(model, tok.encode(doc), bos=tok.eot_id).sum()) / math.log(2)
-    bpb = {"test": nll_bits / n_bytes, "narrative": bits_per_byte(model, tok, texts["narrative"])}
-    ng = ngram_baseline(args.work)
-    ng_bpb = ngram_bits_per_byte(args.work, ng["order"], ng["discount"], tok,
-                                 {"test": "\n".join(test_docs), "narrative": texts["narrative"]})
-    # samples
+    nll_bits = sum(float(token_nll(model, tok.encode(doc), bos=tok.eot_id).sum()) for doc in test_docs) / math.log(2)
+    bpb = {"test": nll_bits / sum(len(d.encode()) for d in test_docs),
+           "narrative": bits_per_byte(model, tok, narrative)}
+    print(f"bits per byte: {bpb}", flush=True)
+    t_ng = time.time()
+    ng = ngram_baseline(args.work, tok, {"test": test_docs, "narrative": [narrative]})
+    print(f"n-gram baseline: order {ng['order']}, discount {ng['discount']}, {ng['bits_per_byte']}, "
+          f"{time.time() - t_ng:.0f} s", flush=True)
     g = torch.Generator().manual_seed(SEED)
     samples = []
     for prompt in ("The old man", "In the morning", "A computer is", "She opened the door and"):
         ids = torch.tensor([tok.encode(prompt)])
         outp = model.generate(ids, 60, temperature=1.0, top_p=0.9, generator=g)
         samples.append(tok.decode(outp[0].tolist()))
-    wpath = args.out / (WEIGHTS if args.size == "cpu" else WEIGHTS.replace(".safetensors", "-gpu.safetensors"))
-    save_weights(model, wpath)
-    # the shipped fp16 weights are what we report on: re-evaluate the test loss with them
     man = {
         "name": "book_lm", "size": args.size, "config": config.__dict__, "seed": SEED,
         "training": {"budget_flops": budget, "seconds": round(r["seconds"], 1), "steps": r["steps"], "tokens_seen": r["tokens"],
-                     "batch_size": BATCH_SIZE, "lr": LR, "warmup_steps": WARMUP_STEPS, "min_lr_ratio": MIN_LR_RATIO,
+                     "batch_size": BATCH_SIZE, "lr": LR, "warmup_steps": min(WARMUP_STEPS, r["steps"] // 10), "min_lr_ratio": MIN_LR_RATIO,
                      "weight_decay": WEIGHT_DECAY, "precision": "fp32", "tokens_per_s": round(r["tokens_per_s"], 1),
                      "mfu": round(r["mfu"], 4), "peak_gflops_assumed": PEAK_GFLOPS, "flops": r["flops"],
                      "epochs": r["tokens"] / data["tokens"]["train"]["tokens"], "machine": _machine()},
         "params": r["params"], "params_non_embedding": r["params_non_embedding"],
         "data": {"corpus_files": data["corpus_files"], "tokens": data["tokens"], "tokenizer_sha256": data["tokenizer_sha256"]},
-        "loss": {"val_nats_per_token": r["val_loss"], "test_nats_per_token": eval_loss(model, test_ids, 256, seed=2)},
-        "bits_per_byte": bpb, "ngram": {**ng, "bits_per_byte": ng_bpb},
+        "loss": {"val_nats_per_token": eval_loss(model, load_tokens("val", args.work), 256, seed=1),
+                 "test_nats_per_token": eval_loss(model, test_ids, 256, seed=2)},
+        "size_from": "scaling_sweep.json (IsoFLOP sweep; chapter 02 fits it)",
+        "bits_per_byte": bpb, "ngram": ng,
         "samples_top_p_0.9": samples, "weights_dtype": "float16", "sha256": _sha256(wpath),
         "bytes": wpath.stat().st_size,
     }
