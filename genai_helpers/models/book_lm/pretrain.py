@@ -445,7 +445,7 @@ def main(argv=None) -> None:
         "data": {"corpus_files": data["corpus_files"], "tokens": data["tokens"], "tokenizer_sha256": data["tokenizer_sha256"]},
         "loss": {"val_nats_per_token": eval_loss(model, load_tokens("val", args.work), 256, seed=1),
                  "test_nats_per_token": eval_loss(model, test_ids, 256, seed=2)},
-        "size_from": "scaling_sweep.json (IsoFLOP sweep; chapter 02 fits it)",
+        "size_from": "pretrain.choose_size on scaling_sweep.json (approach 3 within 4 epochs; chapter 02)",
         "bits_per_byte": bpb, "ngram": ng,
         "samples_top_p_0.9": samples, "weights_dtype": "float16", "sha256": _sha256(wpath),
         "bytes": wpath.stat().st_size,
