@@ -46,7 +46,8 @@ from typing import Callable, Iterator
 
 __all__ = ["SOURCES", "DOC_SEP", "CACHE_ENV", "corpus_dir", "build_corpus", "read_split", "iter_source"]
 
-DOC_SEP = "\n\x1e\n"            # ASCII record separator between documents in the split files
+#: The line between documents in the split files (an ASCII record separator between newlines).
+DOC_SEP = "\n\x1e\n"
 CACHE_ENV = "GENAI_BOOK_CORPUS_DIR"
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "genai_helpers" / "book_corpus"
 DICTD = Path("/usr/share/dictd")
@@ -57,6 +58,7 @@ MIN_LETTER_FRACTION = 0.70
 HELD_OUT = {"val": 0.02, "test": 0.02}
 CORPUS_VERSION = 1
 
+#: Each source's package, licence and a description, by name.
 SOURCES = {
     "wikipedia": ("PyPI gensim (test data)", "CC BY-SA 3.0", "English Wikipedia articles (sample)"),
     "news": ("PyPI gensim (test data)", "research corpus (Lee, Pincombe & Welsh 2005)", "Australian news articles"),
