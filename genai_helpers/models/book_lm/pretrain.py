@@ -34,6 +34,11 @@ from ..gpt import GPT, GPTConfig
 from ...checkpoint import write_atomic
 from ...data import book_corpus
 
+__all__ = ["SEED", "VOCAB_SIZE", "BLOCK_SIZE", "BATCH_SIZE", "SWEEP_SIZES", "SWEEP_BUDGETS", "SIZES", "BUDGET_FLOPS",
+           "CANDIDATES", "MAX_EPOCHS", "model_config", "flops_per_token", "prepare", "load_tokens", "eval_loss",
+           "steps_for", "train_run", "sweep", "choose_size", "ngram_baseline", "save_weights", "export_checkpoint",
+           "write_data_card", "main"]
+
 SEED = 1234
 VOCAB_SIZE = 4096
 BLOCK_SIZE = 128
