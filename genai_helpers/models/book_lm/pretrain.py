@@ -71,11 +71,11 @@ def model_config(n_layer: int, n_embd: int, n_head: int, vocab_size: int = VOCAB
 
 
 def flops_per_token(config: GPTConfig) -> float:
-    """Training FLOPs per token: 6 x (all matmul parameters incl. the tied lm_head) + attention."""
+    """Training FLOPs per token: 6 x (all matmul weights incl. the tied lm_head) + the causal half
+    of attention (:func:`~genai_helpers.estimates.training_flops_with_attention`, ``causal=True``)."""
+    from ...estimates import training_flops_with_attention
     d, L, T, V = config.n_embd, config.n_layer, config.block_size, config.vocab_size
-    matmul = 12 * L * d * d + V * d
-    attention = 2 * L * T * d            # QK^T and AV, forward, averaged over causal positions ~ T/2 each
-    return 6 * matmul + 3 * attention
+    return training_flops_with_attention(12 * L * d * d + V * d, 1, L, T, d, causal=True)
 
 
 # ------------------------------------------------------------------------------------------------
