@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from genai_helpers.finetuning.alignment import (RewardModel, dpo_loss, gae_advantages, kl_penalized_rewards,
@@ -253,3 +254,95 @@ def test_reward_model_leaves_no_hook_on_its_trunk_so_copies_stay_independent():
     with torch.no_grad():
         clone.trunk.transformer.ln_f.bias.add_(1.0)
     assert torch.equal(rm.values(idx), before) and not torch.allclose(clone.values(idx), before)
+
+
+# --------------------------------------------------------------------- PPO value alignment
+def test_token_values_pair_each_logprob_with_the_state_before_its_token():
+    """token_logprobs(idx)[:, t] scores idx[:, t] from the logits at position t - 1; the value PPO
+    pairs with it must come from that same position, so changing idx[:, t] changes the log-prob
+    but not its baseline. The raw per-position score values(idx)[:, t] has read idx[:, t] (the old
+    pairing: a baseline that has seen the action it judges)."""
+    model = tiny_gpt()
+    vm = RewardModel(model, n_embd=16)
+    a = torch.tensor([[1, 2, 3, 4, 5, 6]])
+    j = 4
+    b = a.clone(); b[0, j] = 9                                      # another action at position j
+    with torch.no_grad():
+        lp_a, lp_b = token_logprobs(model, a), token_logprobs(model, b)
+        va, vb = vm.token_values(vm.hidden_states(a)), vm.token_values(vm.hidden_states(b))
+        raw_a, raw_b = vm.values(a), vm.values(b)
+    assert abs(lp_a[0, j] - lp_b[0, j]) > 1e-3                       # the log-prob judges token j ...
+    assert torch.allclose(va[:, :j + 1], vb[:, :j + 1], atol=1e-6)    # ... its value has not seen it
+    assert not torch.allclose(va[:, j + 1:], vb[:, j + 1:])           # later states have
+    assert abs(raw_a[0, j] - raw_b[0, j]) > 1e-4                       # the misaligned pairing leaks
+    assert torch.allclose(va[:, 1:], raw_a[:, :-1]) and va[0, 0] == 0  # out[:, t] = V(idx[:, :t])
+    hidden, logits = vm.hidden_and_logits(a)
+    assert torch.allclose(token_logprobs(model, a, logits=logits), lp_a)
+    assert torch.equal(vm.token_values(hidden), va)
+
+
+def test_token_values_train_the_head_and_validate_hidden():
+    vm = RewardModel(tiny_gpt(), n_embd=16)
+    idx = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        hidden = vm.hidden_states(idx)
+    mask = torch.tensor([[0, 0, 1, 1]])
+    v_loss = value_loss(vm.token_values(hidden), torch.zeros(1, 4), torch.ones(1, 4), mask)
+    v_loss.backward()
+    assert vm.head.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="hidden"):
+        vm.token_values(hidden[..., :8])
+    with pytest.raises(ValueError, match="hidden"):
+        vm.token_values(hidden[0])
+
+
+# ------------------------------------------------------------------ reward model's trunk pass
+def test_reward_model_reads_the_gpts_hidden_states_directly_without_hooks(monkeypatch):
+    """For the book's GPT the trunk pass calls its hidden-state pass: no hook on the (shared)
+    ln_f, the same hidden states ln_f gives inside forward, the same logits, and no output head
+    when only hidden states are asked for."""
+    trunk = tiny_gpt()
+    rm = RewardModel(trunk, n_embd=16)
+    idx = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8]])
+    seen = []
+    h = trunk.transformer.ln_f.register_forward_hook(lambda m, i, o: seen.append(o))
+    logits_ref = trunk(idx)[0]
+    h.remove()
+    lm_head_calls = []
+    trunk.lm_head.register_forward_hook(lambda m, i, o: lm_head_calls.append(1))
+
+    def no_hooks(*args, **kwargs):
+        raise AssertionError("the reward model must not hook the GPT")
+    monkeypatch.setattr(trunk.transformer.ln_f, "register_forward_hook", no_hooks)
+    assert torch.equal(rm.hidden_states(idx), seen[0]) and lm_head_calls == []
+    hidden, logits = rm.hidden_and_logits(idx)
+    assert torch.equal(hidden, seen[0]) and torch.equal(logits, logits_ref) and lm_head_calls == [1]
+    with pytest.raises(ValueError, match="idx"):
+        rm.values(torch.tensor([[1, 2, 99]]))                         # the GPT's own id check still runs
+
+
+def test_reward_model_hook_path_for_other_trunks_is_checked_and_always_removed():
+    from genai_helpers.models.transformer_lm import TransformerLM, TransformerLMConfig
+
+    torch.manual_seed(0)
+    lm = TransformerLM(TransformerLMConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=16))
+    rm = RewardModel(lm, n_embd=16, hidden_module="ln_f")
+    idx = torch.tensor([[1, 2, 3, 4]])
+    hidden, logits = rm.hidden_and_logits(idx)
+    assert torch.allclose(logits, lm(idx)) and torch.allclose(logits, lm.head(hidden), atol=1e-6)
+    with pytest.raises(ValueError):
+        rm.values(torch.ones(1, 9, dtype=torch.long))                 # longer than block_size: the trunk raises
+    assert len(lm.ln_f._forward_hooks) == 0                           # the hook went with the failed pass
+    with pytest.raises(ValueError, match="hidden_module"):            # the LM head: (B, T, vocab), not (B, T, C)
+        RewardModel(lm, n_embd=16, hidden_module="head").values(idx)
+    assert len(lm.head._forward_hooks) == 0
+
+    class TwiceNormed(nn.Module):                                    # runs its hidden module twice
+        def __init__(self):
+            super().__init__()
+            self.emb, self.ln = nn.Embedding(11, 16), nn.LayerNorm(16)
+
+        def forward(self, idx):
+            return self.ln(self.ln(self.emb(idx)))
+    with pytest.raises(RuntimeError, match="exactly once"):
+        RewardModel(TwiceNormed(), n_embd=16, hidden_module="ln").values(idx)

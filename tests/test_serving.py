@@ -320,6 +320,63 @@ def test_expected_tokens_per_round():
     assert speculative.expected_tokens_per_round(0.5, 2) == pytest.approx(1.75)
 
 
+@pytest.mark.parametrize("alpha,k", [(0.3, 4), (0.6, 1), (0.6, 4), (0.9, 6)])
+def test_expected_tokens_per_round_matches_a_bernoulli_simulation(alpha, k):
+    """Rounds of k i.i.d. Bernoulli(alpha) acceptances: a round emits its accepted prefix (up to the
+    first rejection) plus one token. The mean must match (1 - alpha^(k+1)) / (1 - alpha) within
+    4 standard errors, and accepted / checked must recover alpha; accepted / drafted does not."""
+    rng = np.random.default_rng(0)
+    n_rounds = 40_000
+    accept = rng.random((n_rounds, k)) < alpha
+    prefix = np.cumprod(accept, axis=1).sum(1)                     # accepted before the first rejection
+    emitted = prefix + 1
+    se = emitted.std(ddof=1) / math.sqrt(n_rounds)
+    assert abs(emitted.mean() - speculative.expected_tokens_per_round(alpha, k)) < 4 * se
+    checked = np.minimum(prefix + 1, k)
+    est = prefix.sum() / checked.sum()
+    assert abs(est - alpha) < 4 * math.sqrt(alpha * (1 - alpha) / checked.sum())
+    if k > 1:
+        assert prefix.sum() / (k * n_rounds) < alpha - 0.05          # the old estimator's bias
+
+
+def constant_fn(logits):
+    """A 'model' whose next-token logits ignore the context: acceptances are i.i.d. Bernoulli(alpha)
+    with alpha = sum(min(p, q)), and every emitted token must be distributed as softmax(logits)."""
+    return lambda idx: logits.expand(idx.shape[0], idx.shape[1], logits.shape[-1])
+
+
+def test_speculative_acceptance_rate_estimates_alpha_and_predicts_tokens_per_round():
+    g = torch.Generator().manual_seed(5)
+    V, k = 6, 4
+    target = torch.randn(V, generator=g) * 1.5
+    draft = torch.randn(V, generator=g) * 1.5                        # alpha = 0.56, near chapter 09's at k = 4
+    p, q = F.softmax(target, -1), F.softmax(draft, -1)
+    alpha = float(torch.minimum(p, q).sum())
+    assert 0.4 < alpha < 0.8                                         # rejections and full rounds both common
+    gen = torch.Generator().manual_seed(1)
+    accepted = checked = drafted = 0
+    emitted = []                                                     # tokens of each round that drafted k
+    counts = torch.zeros(V)
+    for _ in range(12):
+        out, st = speculative.speculative_generate(constant_fn(target), constant_fn(draft), [0], 500, k=k,
+                                                   temperature=1.0, generator=gen)
+        pairs = list(zip(st.accepted_per_round, st.drafted_per_round))
+        assert st.checked == sum(min(n + 1, kk) for n, kk in pairs) and st.drafted == sum(kk for _, kk in pairs)
+        assert st.acceptance_rate == st.accepted / st.checked and st.fraction_kept == st.accepted / st.drafted
+        accepted += st.accepted; checked += st.checked; drafted += st.drafted
+        emitted += [n + 1 for n, kk in pairs if kk == k]
+        counts += torch.bincount(torch.tensor(out), minlength=V)
+    rate = accepted / checked
+    assert abs(rate - alpha) < 4 * math.sqrt(alpha * (1 - alpha) / checked)
+    measured, se = np.mean(emitted), np.std(emitted, ddof=1) / math.sqrt(len(emitted))
+    assert abs(measured - speculative.expected_tokens_per_round(alpha, k)) < 4 * se
+    assert abs(speculative.expected_tokens_per_round(rate, k) - measured) < 4 * se
+    assert speculative.expected_tokens_per_round(accepted / drafted, k) < 0.85 * measured   # the old estimate
+    # every emitted token (accepted draft, replacement or bonus) is distributed as the target's p
+    freq = counts / counts.sum()
+    assert 0.5 * (freq - p).abs().sum() < 0.02 < 0.5 * (freq - q).abs().sum()
+
+
 # ---- cost ------------------------------------------------------------------------------------------
 def test_token_cost_formula():
     price = cost.Price(input_per_m=3.0, output_per_m=15.0)

@@ -35,49 +35,111 @@ class Step:
     blocked: list[str] = field(default_factory=list)   # guardrail reasons, when a call was refused
 
 
-_FINAL = re.compile(r"final\s*answer\s*:\s*(.*)", re.I | re.S)
-_ACTION = re.compile(r"action\s*:\s*(.*)", re.I | re.S)
-_THOUGHT = re.compile(r"thought\s*:\s*(.*?)(?=\n\s*(action|final\s*answer)\s*:|\Z)", re.I | re.S)
+# A label line: "Thought:", "Action:", "Action Input:", "Final Answer:" or "Observation:" at the start
+# of a line (any case; Markdown bullets/bold around the label allowed). Anchoring at the line start
+# is what keeps "transaction: ..." or "... the final answer: ..." inside a sentence from counting.
+_LABEL_LINE = re.compile(r"[ \t]*(?:[-*>#]+[ \t]*)?(?:\*\*|__)?(thought|action[ \t_-]*input|action|final[ \t_-]*answer"
+                         r"|observation)(?:\*\*|__)?[ \t]*:(?:\*\*|__)?[ \t]*", re.I)
+# Fallback for one-line outputs ("Thought: x Action: calc[1]"): a label preceded by a non-word character.
+_INLINE_LABEL = re.compile(r"(?<![\w-])(?=(?:action(?:[ \t_-]*input)?|final[ \t_-]*answer)[ \t]*:)", re.I)
+_BARE_TOOL = re.compile(r"[A-Za-z_]\w*")
+_CALL_FORMS = (re.compile(r"([A-Za-z_]\w*)\s*\[(.*)\]", re.S), re.compile(r"([A-Za-z_]\w*)\s*\((.*)\)", re.S))
+_COLON_FORM = re.compile(r"([A-Za-z_]\w*)\s*:\s*(.+)", re.S)
 
 
-def parse_step(text: str) -> Step:
+def _label(raw: str) -> str:
+    word = re.sub(r"[\s_-]+", " ", raw.lower())
+    aliases = {"final answer": "final", "finalanswer": "final", "action input": "input", "actioninput": "input"}
+    return aliases.get(word, word)
+
+
+def _segments(text: str) -> list[tuple[str, str]]:
+    """Split ``text`` into ``(label, body)`` at label lines; text before the first label is dropped.
+    A hallucinated ``Observation:`` line (not the first line) ends the policy's turn."""
+    segments: list[tuple[str, list[str]]] = []
+    for i, line in enumerate(text.splitlines()):
+        m = _LABEL_LINE.match(line)
+        if m:
+            label = _label(m.group(1))
+            if label == "observation" and i > 0:
+                break
+            segments.append((label, [line[m.end():]]))
+        elif segments:
+            segments[-1][1].append(line)
+    return [(label, "\n".join(body).strip()) for label, body in segments]
+
+
+def _strip_quotes(arg: str) -> str:
+    arg = arg.strip().strip("`").strip()
+    if len(arg) >= 2 and arg[0] == arg[-1] and arg[0] in "'\"" and arg[0] not in arg[1:-1]:
+        arg = arg[1:-1].strip()
+    return arg
+
+
+def parse_step(text: str, *, max_chars: int = 20_000) -> Step:
     """Parse one policy output into a :class:`Step` (``error`` set when it is malformed).
 
-    Anything after a line starting with ``Observation:`` is dropped: a model that writes its own
-    observations is hallucinating them.
+    Labels count only at the start of a line (``Thought:``, ``Action:``, ``Action Input:``,
+    ``Final Answer:``, any case): a sentence that contains "transaction:" or "the final answer:"
+    is text, not a label. **The first ``Action:`` or ``Final Answer:`` line decides** the step;
+    only when no line starts with either are labels inside a line accepted (one-line outputs
+    such as ``Thought: x Action: calculator[2+3]``). Actions may be written ``tool[arg]``,
+    ``tool(arg)``, ``tool: arg``, a JSON object ``{"tool": ..., "input": ...}``, or
+    ``Action: tool`` followed by an ``Action Input: arg`` line. An ``Observation:`` line after the
+    first line ends the output: a model that writes its own observations is hallucinating them.
+    Outputs longer than ``max_chars`` characters are reported as malformed, not parsed.
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
-    text = re.split(r"\n\s*observation\s*:", text, maxsplit=1, flags=re.I)[0].strip()
+    if not isinstance(max_chars, int) or max_chars < 1:
+        raise ValueError(f"max_chars must be an int >= 1, got {max_chars!r}")
     step = Step()
-    m = _THOUGHT.search(text)
-    if m:
-        step.thought = m.group(1).strip()
-    action = _ACTION.search(text)
-    final = _FINAL.search(text)
-    if final and (not action or final.start() < action.start()):
-        step.final = final.group(1).strip()
-        if not step.final:
-            step.error = "empty final answer"
+    if len(text) > max_chars:
+        step.error = f"output is longer than max_chars={max_chars} characters ({len(text)})"
         return step
-    if not action:
+    segments = _segments(text)
+    if not any(label in ("action", "final") for label, _ in segments):
+        segments = _segments(_INLINE_LABEL.sub("\n", text))
+    step.thought = next((body for label, body in segments if label == "thought"), "")
+    decider = next((i for i, (label, _) in enumerate(segments) if label in ("action", "final")), None)
+    if decider is None:
         step.error = "no 'Action:' or 'Final Answer:' found"
         return step
-    body = action.group(1).strip()
+    label, body = segments[decider]
+    if label == "final":
+        step.final = body
+        if not body:
+            step.error = "empty final answer"
+        return step
+    follower = segments[decider + 1] if decider + 1 < len(segments) else None
+    if _BARE_TOOL.fullmatch(body) and follower is not None and follower[0] == "input":
+        step.tool, step.arg = body.lower(), _strip_quotes(follower[1])
+        return step
     if body.startswith("{"):
         try:
             obj = json.loads(body[: body.rfind("}") + 1])
-            step.tool = str(obj.get("tool") or obj.get("name") or obj.get("action"))
+            if not isinstance(obj, dict):
+                raise TypeError("not an object")
+            tool = obj.get("tool") or obj.get("name") or obj.get("action")
+            if not isinstance(tool, str) or not tool.strip() or len(tool) > 64:
+                step.error = "action JSON has no 'tool' name"
+                return step
+            step.tool = tool.strip().lower()
             arg = obj.get("input", obj.get("args", obj.get("argument", "")))
             step.arg = arg if isinstance(arg, str) else json.dumps(arg)
-        except (json.JSONDecodeError, AttributeError) as exc:
-            step.error = f"action JSON does not parse: {exc}"
+        except (ValueError, TypeError, RecursionError) as exc:     # JSONDecodeError is a ValueError
+            step.error = f"action JSON does not parse: {str(exc)[:80]}"
         return step
-    for pattern in (r"([A-Za-z_]\w*)\s*\[(.*)\]", r"([A-Za-z_]\w*)\s*\((.*)\)", r"([A-Za-z_]\w*)\s*:\s*(.+)"):
-        m = re.fullmatch(pattern, body.splitlines()[0].strip() if pattern.endswith("(.+)") else body, re.S)
+    first_line = body.splitlines()[0].strip() if body else ""
+    for pattern in _CALL_FORMS:
+        m = pattern.fullmatch(body) or pattern.fullmatch(first_line)
         if m:
             step.tool, step.arg = m.group(1).lower(), m.group(2).strip().strip("`").strip()
             return step
+    m = _COLON_FORM.fullmatch(first_line)
+    if m:
+        step.tool, step.arg = m.group(1).lower(), _strip_quotes(m.group(2))
+        return step
     step.error = f"action does not look like tool[argument]: {body[:60]!r}"
     return step
 
@@ -116,15 +178,22 @@ class ReActAgent:
     - ``rate_limiter``: a :class:`~genai_helpers.guardrails.policy.RateLimiter` keyed by ``user``;
     - ``output_guard(text) -> GuardResult``: screens (and redacts) the final answer;
     - ``audit``: an :class:`~genai_helpers.guardrails.policy.AuditLog` that records every event.
+
+    Every observation is cut to ``max_observation_chars`` characters, so one tool result cannot
+    flood the transcript; a policy that returns something other than a str counts as malformed.
     """
 
     def __init__(self, policy: Callable[[str], str], tools: Sequence[Tool], *, max_steps: int = 6,
                  system: str = "Answer the question. Use a tool when it helps.", input_guard=None,
-                 observation_filter=None, tool_policy=None, rate_limiter=None, output_guard=None, audit=None):
+                 observation_filter=None, tool_policy=None, rate_limiter=None, output_guard=None, audit=None,
+                 max_observation_chars: int = 4000):
         if not callable(policy):
             raise TypeError("policy must be callable: generate(prompt: str) -> str")
         if not isinstance(max_steps, int) or max_steps < 1:
             raise ValueError(f"max_steps must be an int >= 1, got {max_steps}")
+        if not isinstance(max_observation_chars, int) or max_observation_chars < 1:
+            raise ValueError(f"max_observation_chars must be an int >= 1, got {max_observation_chars!r}")
+        self.max_observation_chars = max_observation_chars
         self.policy, self.max_steps, self.system = policy, max_steps, system
         self.tools = {t.name: t for t in tools}
         self.input_guard, self.observation_filter = input_guard, observation_filter
@@ -153,7 +222,10 @@ class ReActAgent:
         transcript, steps = self.header(question), []
         for _ in range(self.max_steps):
             raw = self.policy(transcript)
-            step = parse_step(raw)
+            if isinstance(raw, str):
+                step = parse_step(raw)
+            else:
+                step = Step(error=f"policy returned {type(raw).__name__}, not str")
             steps.append(step)
             if step.thought:
                 transcript += f"Thought: {step.thought}\n"
@@ -166,6 +238,9 @@ class ReActAgent:
             else:
                 step.observation = self._call_tool(step, user)
                 transcript += f"Action: {step.tool}[{step.arg}]\n"
+            if len(step.observation) > self.max_observation_chars:
+                step.observation = (step.observation[: self.max_observation_chars]
+                                    + f" ... (cut at max_observation_chars={self.max_observation_chars})")
             transcript += f"Observation: {step.observation}\n"
         self._log("step_limit", user=user, max_steps=self.max_steps)
         return AgentResult(question, None, steps, "max_steps", transcript)

@@ -19,8 +19,10 @@ Pieces:
   response token, trained with :func:`ranking_loss`: ``-log σ(r_chosen − r_rejected − margin)``
   (InstructGPT / Llama 2), or the hinge ``max(0, margin − (r_chosen − r_rejected))``.
 - **PPO** — per-token rewards ``−β (log π − log π_ref)`` plus the reward model's score on the last
-  token (:func:`kl_penalized_rewards`), advantages by GAE (:func:`gae_advantages`), and the clipped
-  surrogate ``−min(ρ A, clip(ρ, 1−ε, 1+ε) A)`` with ``ρ = π/π_old`` (:func:`ppo_policy_loss`).
+  token (:func:`kl_penalized_rewards`), values ``V(x_<t)`` of the state *before* each token, aligned
+  with :func:`token_logprobs` (:meth:`RewardModel.token_values`), advantages by GAE
+  (:func:`gae_advantages`), and the clipped surrogate ``−min(ρ A, clip(ρ, 1−ε, 1+ε) A)`` with
+  ``ρ = π/π_old`` (:func:`ppo_policy_loss`).
 - **DPO** — :func:`dpo_loss`: ``−log σ(β[(log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l))])``
   (Rafailov et al., 2023); no reward model, no sampling.
 """
@@ -119,11 +121,15 @@ def sequence_logprob(model: nn.Module, idx: torch.Tensor, response_mask: torch.T
 class RewardModel(nn.Module):
     """A language-model trunk plus a linear head that gives one scalar per position.
 
-    ``trunk`` is any causal LM; its final hidden states ``(B, T, C)`` are captured from the module
-    named ``hidden_module`` (the final LayerNorm, ``"transformer.ln_f"`` for the book's GPT), so
-    the LM's own output head is computed but ignored. ``forward(idx, last_index)`` returns the
-    score ``(B,)`` at ``last_index`` (the last response token of each row); ``values(idx)`` the
-    per-position scores ``(B, T)`` (PPO's value function reuses the head this way).
+    ``trunk`` is any causal LM. Its final hidden states ``(B, T, C)`` (``hidden[:, t]`` has read
+    ``idx[:, :t+1]``) come straight from the book's GPT (:class:`~genai_helpers.models.gpt.GPT`,
+    whose ``_hidden`` pass ends in ``transformer.ln_f``); any other trunk is run whole and the
+    output of the module named ``hidden_module`` is read by a forward hook that lives only for that
+    pass. ``forward(idx, last_index)`` returns the score ``(B,)`` at ``last_index`` (the last
+    response token of each row); ``values(idx)`` the per-position scores ``(B, T)``.
+
+    As PPO's value function, use :meth:`token_values`: ``values(idx)[:, t]`` has already seen
+    ``idx[:, t]``, the very token whose advantage it would be the baseline for.
     """
 
     def __init__(self, trunk: nn.Module, n_embd: int, hidden_module: str = "transformer.ln_f"):
@@ -138,29 +144,49 @@ class RewardModel(nn.Module):
         nn.init.normal_(self.head.weight, std=1.0 / (n_embd + 1))
         nn.init.zeros_(self.head.bias)
 
-    def _trunk_pass(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One trunk forward pass; returns ``(hidden (B, T, C), logits (B, T, V))``.
+    def _direct(self) -> bool:
+        """The book's GPT gives its final hidden states directly: no hook on a shared module."""
+        from ..models.gpt import GPT
+        return isinstance(self.trunk, GPT) and self.hidden_module == "transformer.ln_f"
 
-        The forward hook that reads the hidden module lives only for this pass: a hook left on
-        the trunk would follow it into every ``copy.deepcopy`` (chapter 06 copies the SFT model
-        into the PPO policy, which shares its trunk with the value model) and would keep the last
-        activations alive.
+    def _trunk_pass(self, idx: torch.Tensor, need_logits: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One trunk forward pass; returns ``(hidden (B, T, C), logits (B, T, V) or None)``.
+
+        For the book's GPT: ``trunk._hidden(idx)`` (embeddings -> blocks -> ``ln_f``), and
+        ``trunk.lm_head`` on it only when the logits are wanted (what ``GPT.forward`` computes).
+        For other trunks a forward hook on ``hidden_module`` reads its output during one full
+        forward pass and is removed in a ``finally``, so it never outlives the pass, not even when
+        the trunk raises: a hook left on the trunk would follow it into every ``copy.deepcopy``
+        (chapter 06 copies the SFT model into the PPO policy, and the value model shares the SFT
+        model as its trunk) and would keep the last activations alive. The module must run exactly
+        once and give ``(B, T, n_embd)``.
         """
         check_tensor("idx", idx, ndim=2)
-        captured: list[torch.Tensor] = []
+        if self._direct():
+            self.trunk._check_idx(idx)
+            hidden = self.trunk._hidden(idx)
+            return hidden, (self.trunk.lm_head(hidden) if need_logits else None)
+        captured: list = []
         handle = self.trunk.get_submodule(self.hidden_module).register_forward_hook(
             lambda module, inputs, output: captured.append(output))
         try:
             logits = _logits(self.trunk, idx)
         finally:
             handle.remove()
-        if not captured:
-            raise RuntimeError(f"the hidden module {self.hidden_module!r} did not run during the trunk's forward pass")
-        return captured[-1], logits
+        if len(captured) != 1:
+            raise RuntimeError(f"the hidden module {self.hidden_module!r} must run exactly once in the trunk's "
+                               f"forward pass, it ran {len(captured)} times")
+        hidden = captured[0]
+        want = (*idx.shape, self.head.in_features)
+        if not torch.is_tensor(hidden) or tuple(hidden.shape) != want:
+            got = tuple(hidden.shape) if torch.is_tensor(hidden) else type(hidden).__name__
+            raise ValueError(f"hidden_module {self.hidden_module!r} must output hidden states of shape (B, T, n_embd) "
+                             f"= {want}, got {got}")
+        return hidden, logits
 
     def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
         """Final hidden states ``(B, T, C)`` of the trunk for ``idx`` ``(B, T)``."""
-        return self._trunk_pass(idx)[0]
+        return self._trunk_pass(idx, need_logits=False)[0]
 
     def hidden_and_logits(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One trunk pass giving both the hidden states ``(B, T, C)`` and the LM logits ``(B, T, V)``
@@ -168,8 +194,22 @@ class RewardModel(nn.Module):
         return self._trunk_pass(idx)
 
     def values(self, idx: torch.Tensor) -> torch.Tensor:
-        """Scalar score at every position, ``(B, T)``."""
+        """Scalar score at every position, ``(B, T)``: ``values(idx)[:, t]`` has read ``idx[:, :t+1]``."""
         return self.head(self.hidden_states(idx)).squeeze(-1)
+
+    def token_values(self, hidden: torch.Tensor) -> torch.Tensor:
+        """PPO's value baseline per token, aligned with :func:`token_logprobs`, ``(B, T)``.
+
+        ``out[:, t] = head(hidden[:, t−1]) = V(idx[:, :t])``: the value of the state *before*
+        token ``t``, read at the position whose logits give ``log π(idx[:, t] | idx[:, :t])``, so
+        the baseline never sees the action it judges. ``out[:, 0] = 0`` (like the log-probs; position
+        0 is never a response token). ``hidden`` ``(B, T, C)`` from :meth:`hidden_states` or
+        :meth:`hidden_and_logits`; gradients reach the head (and the trunk, if ``hidden`` carries them).
+        """
+        check_tensor("hidden", hidden, ndim=3)
+        if hidden.shape[-1] != self.head.in_features:
+            raise ValueError(f"hidden must be (B, T, n_embd={self.head.in_features}), got {tuple(hidden.shape)}")
+        return F.pad(self.head(hidden[:, :-1]).squeeze(-1), (1, 0))
 
     def forward(self, idx: torch.Tensor, last_index: torch.Tensor | None = None) -> torch.Tensor:
         """Score ``(B,)`` read at ``last_index`` ``(B,)`` (default: the last position)."""

@@ -8,7 +8,8 @@ Public API::
     check_output("mail me at bob@example.com").reasons      # ['pii:EMAIL']
     redact_pii("card 4111 1111 1111 1111")                  # 'card [CREDIT_CARD]'
 
-- :mod:`.injection`  rules for prompt injection / jailbreaks, and spotlighting of untrusted text
+- :mod:`.injection`  rules for prompt injection / jailbreaks (one list, for messages and documents),
+                     and spotlighting of untrusted text
 - :mod:`.pii`        PII detection (with Luhn, mod-97 and range checks) and redaction
 - :mod:`.policy`     tool allow-list, argument validation, rate limiting, hash-chained audit log
 - :func:`load_attack_set`  the book's adversarial set (attacks + benign look-alikes, train/test split)
@@ -16,17 +17,21 @@ Public API::
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Sequence
 
-from .injection import (INJECTION_RULES, SPOTLIGHT_MODES, normalize_for_rules, rule_hits,  # noqa: F401
-                        spotlight, spotlight_instructions)
+from .injection import (DOCUMENT_RULES, INJECTION_RULES, SPOTLIGHT_MODES, InjectionHit,  # noqa: F401
+                        find_injections, normalize_for_rules, quoted_spans, rule_hits, screen_document, spotlight,
+                        spotlight_instructions)
 from .pii import PII_KINDS, PIIMatch, find_pii, iban_valid, luhn_valid, redact_pii, ssn_valid  # noqa: F401
 from .policy import ArgSpec, AuditLog, RateLimiter, ToolPolicy  # noqa: F401
 
-__all__ = ["INJECTION_RULES", "SPOTLIGHT_MODES", "normalize_for_rules", "rule_hits", "spotlight",
-           "spotlight_instructions", "PII_KINDS", "PIIMatch", "find_pii", "iban_valid", "luhn_valid", "redact_pii",
+__all__ = ["INJECTION_RULES", "DOCUMENT_RULES", "InjectionHit", "find_injections", "quoted_spans", "screen_document",
+           "SPOTLIGHT_MODES", "normalize_for_rules", "rule_hits", "spotlight", "spotlight_instructions",
+           "MIN_FUZZY_SECRET_CHARS", "PII_KINDS", "PIIMatch", "find_pii", "iban_valid", "luhn_valid", "redact_pii",
            "ssn_valid", "ArgSpec", "AuditLog", "RateLimiter", "ToolPolicy", "GuardResult", "check_input",
            "check_output", "load_attack_set"]
 
@@ -66,23 +71,72 @@ def check_input(text: str, *, classifier=None, threshold: float = 0.5, use_rules
     return GuardResult(allowed=not reasons, reasons=reasons, text=text, score=score)
 
 
+#: Secrets with at least this many letters and digits are also matched spaced out or re-cased.
+MIN_FUZZY_SECRET_CHARS = 8
+
+
+def _fold(text: str) -> tuple[str, list[int]]:
+    """Letters and digits of ``text``, NFKC-normalised and case-folded, with the offset in ``text``
+    each one came from: ``"C A-n"`` -> ``("can", [0, 2, 4])``."""
+    chars, offsets = [], []
+    for i, ch in enumerate(text):
+        for c in unicodedata.normalize("NFKC", ch).casefold():
+            if c.isalnum():
+                chars.append(c)
+                offsets.append(i)
+    return "".join(chars), offsets
+
+
+def _secret_spans(text: str, secret: str, folded: tuple[str, list[int]] | None = None) -> list[tuple[int, int]]:
+    """Where ``secret`` occurs in ``text``: case-insensitively as written, and — for secrets of at
+    least :data:`MIN_FUZZY_SECRET_CHARS` letters and digits — also after dropping everything but
+    letters and digits on both sides (``"C A N A R Y-1234"`` contains ``"CANARY-1234"``)."""
+    spans = [m.span() for m in re.finditer(re.escape(secret), text, flags=re.I)]
+    key, _ = _fold(secret)
+    if len(key) >= MIN_FUZZY_SECRET_CHARS:
+        folded, offsets = folded or _fold(text)
+        start = folded.find(key)
+        while start >= 0:
+            spans.append((offsets[start], offsets[start + len(key) - 1] + 1))
+            start = folded.find(key, start + len(key))
+    return spans
+
+
 def check_output(text: str, *, secrets: Sequence[str] = (), redact: bool = True) -> GuardResult:
     """Screen a model/agent answer before it reaches the user.
 
     Flags PII (``"pii:EMAIL"``, ...) and any of the ``secrets`` (system prompt, keys, canary
-    strings; matched case-insensitively) appearing in the text (``"secret_leak"``). The returned
-    ``text`` has PII replaced by ``[KIND]`` and secrets by ``[SECRET]`` when ``redact`` is True.
+    strings) appearing in the text (``"secret_leak"``): matched case-insensitively, and for
+    secrets of at least 8 letters and digits also on a normalised form (NFKC, case-folded,
+    everything but letters and digits dropped) so that ``"c-a-n-a-r-y 1234"`` still leaks
+    ``"CANARY-1234"``; shorter secrets are matched as written only, since their letters alone
+    would turn up in ordinary text. The returned ``text`` has each secret replaced by
+    ``[SECRET]`` and then PII by ``[KIND]`` when ``redact`` is True.
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
+    if isinstance(secrets, str):
+        raise TypeError("secrets must be a sequence of str, not one str")
     reasons = sorted({f"pii:{m.kind}" for m in find_pii(text)})
-    clean = redact_pii(text) if redact else text
+    spans, folded = [], _fold(text) if secrets else None
     for secret in secrets:
-        if secret and secret.lower() in text.lower():
+        if not isinstance(secret, str):
+            raise TypeError(f"secrets must hold str, got {type(secret).__name__}")
+        found = _secret_spans(text, secret, folded) if secret.strip() else []
+        if found and "secret_leak" not in reasons:
             reasons.append("secret_leak")
-            if redact:
-                import re
-                clean = re.sub(re.escape(secret), "[SECRET]", clean, flags=re.I)
+        spans += found
+    clean = text
+    if redact:
+        merged: list[list[int]] = []
+        for a, b in sorted(spans):
+            if merged and a <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], b)
+            else:
+                merged.append([a, b])
+        for a, b in reversed(merged):
+            clean = clean[:a] + "[SECRET]" + clean[b:]
+        clean = redact_pii(clean)
     return GuardResult(allowed=not reasons, reasons=reasons, text=clean)
 
 

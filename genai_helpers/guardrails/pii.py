@@ -5,17 +5,24 @@ happens to have 16 digits is not a credit card:
 
 - ``EMAIL``        name@domain.tld
 - ``PHONE``        international ``+CC ...`` or North-American ``(555) 123-4567`` / ``555-123-4567``
-- ``CREDIT_CARD``  13-19 digits (spaces/dashes allowed) that pass the **Luhn** checksum
-- ``IBAN``         country code + 2 check digits + up to 30 characters, passing **ISO 7064 mod 97**
-- ``SSN``          US-style ``AAA-GG-SSSS`` with the ranges the SSA never issues rejected
+- ``CREDIT_CARD``  13-19 digits that pass the **Luhn** checksum, bare or separated by spaces or
+                   dashes, or by dots in card-like groups (``4111.1111.1111.1111``; a decimal number
+                   or a version string is not a card)
+- ``IBAN``         country code + 2 check digits + up to 30 characters (any case), with the
+                   country's registered length and passing **ISO 7064 mod 97**
+- ``SSN``          US-style ``AAA-GG-SSSS`` with the ranges the SSA never issues rejected; with spaces
+                   or dots (``123 45 6789``) only after a word that names it ("SSN", "social
+                   security"), because three numbers in a row are common in technical text
 - ``IP_ADDRESS``   dotted IPv4 with every octet 0-255
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Callable
 
-__all__ = ["PII_KINDS", "PIIMatch", "luhn_valid", "iban_valid", "ssn_valid", "ipv4_valid", "find_pii", "redact_pii"]
+__all__ = ["PII_KINDS", "PIIMatch", "IBAN_LENGTHS", "luhn_valid", "iban_valid", "ssn_valid", "ipv4_valid", "find_pii",
+           "redact_pii"]
 
 #: The kinds of personal data :func:`find_pii` detects, in the order it checks them.
 PII_KINDS = ("EMAIL", "CREDIT_CARD", "IBAN", "SSN", "PHONE", "IP_ADDRESS")
@@ -30,9 +37,9 @@ class PIIMatch:
 
 
 def luhn_valid(number: str) -> bool:
-    """True when the digits of ``number`` (spaces and dashes ignored) pass the Luhn checksum."""
+    """True when the digits of ``number`` (spaces, dashes and dots ignored) pass the Luhn checksum."""
     digits = [int(c) for c in number if c.isdigit()]
-    if len(digits) < 2 or any(not (c.isdigit() or c in " -") for c in number):
+    if len(digits) < 2 or any(not (c.isdigit() or c in " -.") for c in number):
         return False
     total = 0
     for i, d in enumerate(reversed(digits)):
@@ -44,21 +51,42 @@ def luhn_valid(number: str) -> bool:
     return total % 10 == 0
 
 
+#: IBAN length by country code (ISO 13616 registry, plus countries that issue IBANs outside it).
+IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BI": 27, "BR": 29,
+    "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DJ": 27, "DK": 18, "DO": 28, "EE": 20, "EG": 29,
+    "ES": 24, "FI": 18, "FK": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28,
+    "HN": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20,
+    "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "LY": 25, "MC": 27, "MD": 24, "ME": 22, "MK": 19,
+    "MN": 20, "MR": 27, "MT": 31, "MU": 30, "NI": 28, "NL": 18, "NO": 15, "OM": 23, "PK": 24, "PL": 28, "PS": 29,
+    "PT": 25, "QA": 29, "RO": 24, "RS": 22, "RU": 33, "SA": 24, "SC": 31, "SD": 18, "SE": 24, "SI": 19, "SK": 24,
+    "SM": 27, "SO": 23, "ST": 25, "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
+    "YE": 30,
+    # outside the registry (French overseas territories use FR's format; the rest issue national IBANs)
+    "AO": 25, "BF": 28, "BJ": 28, "CF": 27, "CG": 27, "CI": 28, "CM": 27, "CV": 25, "DZ": 26, "GA": 27, "GQ": 27,
+    "GW": 25, "IR": 26, "KM": 27, "MA": 28, "MG": 27, "ML": 28, "MZ": 25, "NE": 28, "SN": 28, "TD": 27, "TG": 28,
+    "GF": 27, "GP": 27, "MQ": 27, "RE": 27, "PF": 27, "TF": 27, "YT": 27, "NC": 27, "PM": 27, "WF": 27, "BL": 27,
+    "MF": 27,
+}
+
+
 def iban_valid(iban: str) -> bool:
-    """True when ``iban`` (spaces ignored) passes the ISO 13616 / ISO 7064 mod-97 check."""
+    """True when ``iban`` (spaces ignored, any case) has its country's length
+    (:data:`IBAN_LENGTHS`) and passes the ISO 13616 / ISO 7064 mod-97 check."""
     s = iban.replace(" ", "").upper()
-    if not re.fullmatch(r"[A-Z]{2}\d{2}[A-Z0-9]{10,30}", s):
+    if not re.fullmatch(r"[A-Z]{2}\d{2}[A-Z0-9]{10,30}", s) or IBAN_LENGTHS.get(s[:2]) != len(s):
         return False
     moved = s[4:] + s[:4]
     return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
 
 
 def ssn_valid(ssn: str) -> bool:
-    """True for ``AAA-GG-SSSS`` with area not 000/666/9xx, group not 00, serial not 0000."""
-    m = re.fullmatch(r"(\d{3})-(\d{2})-(\d{4})", ssn)
-    if not m:
+    """True for ``AAA-GG-SSSS`` (or one space or dot as both separators) with area not
+    000/666/9xx, group not 00, serial not 0000."""
+    m = re.fullmatch(r"(\d{3})([-. ])(\d{2})\2(\d{4})", ssn)
+    if not m or not ssn.isascii():
         return False
-    area, group, serial = m.groups()
+    area, _, group, serial = m.groups()
     return area not in ("000", "666") and not area.startswith("9") and group != "00" and serial != "0000"
 
 
@@ -67,14 +95,33 @@ def ipv4_valid(ip: str) -> bool:
     return len(parts) == 4 and all(p.isdigit() and int(p) <= 255 and (p == "0" or not p.startswith("0")) for p in parts)
 
 
-_PATTERNS: list[tuple[str, re.Pattern, object]] = [
-    ("EMAIL", re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b"), None),
-    ("IBAN", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b"), iban_valid),
-    ("CREDIT_CARD", re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])"), luhn_valid),
-    ("SSN", re.compile(r"(?<![\d-])\d{3}-\d{2}-\d{4}(?![\d-])"), ssn_valid),
-    ("IP_ADDRESS", re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?!\.?\d)"), ipv4_valid),
+def _card_shape_valid(span: str) -> bool:
+    """Luhn, plus for dotted numbers a card's grouping: one kind of separator, at least three
+    groups, all but the last of 4-6 digits (``4111.1111.1111.1111``, ``3782.822463.10005``)."""
+    if not luhn_valid(span):
+        return False
+    if "." not in span:
+        return True
+    groups = span.split(".")
+    return (len(groups) >= 3 and all(g.isdigit() for g in groups)
+            and all(4 <= len(g) <= 6 for g in groups[:-1]) and 1 <= len(groups[-1]) <= 6)
+
+
+# a word naming the number must come shortly before an SSN written with spaces or dots
+_SSN_CONTEXT = re.compile(r"(?i)\b(ssn|ss#|s\.s\.n\.?|social[ -]security(?: (?:number|no\.?|#))?|soc\.? ?sec\.?)\W{0,3}"
+                          r"(?:\w+\W{1,3}){0,3}$")
+
+# (kind, pattern, validator of the span, test of the text before the span)
+_PATTERNS: list[tuple[str, re.Pattern, Callable[[str], bool] | None, Callable[[str], bool] | None]] = [
+    ("EMAIL", re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b"), None, None),
+    ("IBAN", re.compile(r"\b[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]{4}){2,7}(?: ?[A-Za-z0-9]{1,4})?\b"), iban_valid, None),
+    ("CREDIT_CARD", re.compile(r"(?<![\d.-])\d(?:[ .-]?\d){12,18}(?![\d-]|\.\d)"), _card_shape_valid, None),
+    ("SSN", re.compile(r"(?<![\d-])\d{3}-\d{2}-\d{4}(?![\d-])"), ssn_valid, None),
+    ("SSN", re.compile(r"(?<![\d.-])\d{3}([ .])\d{2}\1\d{4}(?![\d-]|\.\d)"), ssn_valid,
+     lambda before: _SSN_CONTEXT.search(before[-40:]) is not None),
+    ("IP_ADDRESS", re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?!\.?\d)"), ipv4_valid, None),
     ("PHONE", re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?(?:\(?\d{1,4}\)?[ .-]?){2,4}\d{2,4}"
-                         r"|\(\d{3}\) ?\d{3}-\d{4}|\b\d{3}[.-]\d{3}[.-]\d{4})(?![\d-])"), None),
+                         r"|\(\d{3}\) ?\d{3}-\d{4}|\b\d{3}[.-]\d{3}[.-]\d{4})(?![\d-])"), None, None),
 ]
 
 
@@ -85,12 +132,14 @@ def find_pii(text: str) -> list[PIIMatch]:
         raise TypeError(f"text must be a str, got {type(text).__name__}")
     found: list[PIIMatch] = []
     taken: list[tuple[int, int]] = []
-    for kind, pattern, validator in _PATTERNS:
+    for kind, pattern, validator, context in _PATTERNS:
         for m in pattern.finditer(text):
             span = m.group(0).strip()
             start = m.start() + (len(m.group(0)) - len(m.group(0).lstrip()))
             end = start + len(span)
             if validator is not None and not validator(span):
+                continue
+            if context is not None and not context(text[max(0, start - 60):start]):
                 continue
             if kind == "PHONE" and sum(c.isdigit() for c in span) < 7:
                 continue

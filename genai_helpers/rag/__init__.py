@@ -12,6 +12,7 @@ Organised by capability:
 - :mod:`~genai_helpers.rag.generation`  grounded prompts with citations, answerers, CRAG, Self-RAG
 - :mod:`~genai_helpers.rag.raft`        RAFT training data (oracle + distractors) and a trainable reader
 - :mod:`~genai_helpers.rag.evaluation`  the labelled question set, retrieval and generation metrics
+- :mod:`~genai_helpers.rag.assistant`   ``build_book_assistant(root).ask(question)``: cited answers or abstention
 
 Quick start (from the repository root)::
 
@@ -29,6 +30,7 @@ from .retriever import DEFAULT_METHOD, Hit, RAGIndex, build_book_index, expand_q
 from .evaluation import Question, answer_relevance, evaluate_retrieval, faithfulness, load_questions  # noqa: F401,E402
 from .generation import (Answer, BigramWriter, ExtractiveAnswerer, build_prompt, corrective_rag,  # noqa: F401,E402
                          load_generator, self_rag)
+from .assistant import BookAnswer, BookAssistant, GroundedReader, build_book_assistant  # noqa: F401,E402
 
 __all__ = ["Chunk", "chunk_documents", "split_by_length", "split_by_regex", "split_markdown", "split_python",
            "Embedder", "HashingEmbedder", "SentenceEmbedder", "load_embedder", "mmr", "reciprocal_rank_fusion",
@@ -36,4 +38,4 @@ __all__ = ["Chunk", "chunk_documents", "split_by_length", "split_by_regex", "spl
            "ingest_files", "load_book", "DEFAULT_METHOD", "Hit", "RAGIndex", "build_book_index", "expand_query",
            "hyde_search", "rewrite_query", "Question", "answer_relevance", "evaluate_retrieval", "faithfulness",
            "load_questions", "Answer", "BigramWriter", "ExtractiveAnswerer", "build_prompt", "corrective_rag",
-           "load_generator", "self_rag"]
+           "load_generator", "self_rag", "BookAnswer", "BookAssistant", "GroundedReader", "build_book_assistant"]

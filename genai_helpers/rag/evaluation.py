@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -35,7 +36,7 @@ import numpy as np
 
 from ..metrics import dcg_at_k, mean_reciprocal_rank, ndcg_at_k, precision_at_k, recall_at_k
 
-__all__ = ["QUESTIONS_PATH", "Question", "normalise", "load_questions", "grade", "RetrievalReport",
+__all__ = ["QUESTIONS_PATH", "Question", "normalise", "load_questions", "load_out_of_scope", "dev_test_split", "grade", "RetrievalReport",
            "evaluate_retrieval", "sentences", "faithfulness", "answer_relevance"]
 
 QUESTIONS_PATH = Path(__file__).with_name("book_questions.json")
@@ -78,6 +79,21 @@ def load_questions(root: str | Path = ".", path: str | Path | None = None) -> tu
             continue
         kept.append(question)
     return kept, skipped
+
+
+def load_out_of_scope(path: str | Path | None = None) -> list[tuple[str, str]]:
+    """``[(id, question), ...]``: questions the book does not answer, for tuning and testing abstention."""
+    data = json.loads(Path(path or QUESTIONS_PATH).read_text(encoding="utf-8"))
+    return [(q["id"], q["question"]) for q in data.get("out_of_scope", [])]
+
+
+def dev_test_split(ids: Sequence[str]) -> tuple[list[int], list[int]]:
+    """Positions of ``ids`` in the dev half and in the test half: a fixed split by a hash of each id
+    (CRC-32 parity), so adding a question never moves another one between halves."""
+    dev, test = [], []
+    for i, name in enumerate(ids):
+        (dev if zlib.crc32(str(name).encode("utf-8")) % 2 == 0 else test).append(i)
+    return dev, test
 
 
 def grade(question: Question, source: str, text: str) -> int:

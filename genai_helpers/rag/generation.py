@@ -116,26 +116,53 @@ class ExtractiveAnswerer:
 
 
 class TransformersGenerator:
-    """A Hugging Face causal LM that completes :func:`build_prompt` (greedy, ``max_new_tokens``).
-    Needs the model's weights locally or a network; see :func:`load_generator`."""
+    """A Hugging Face causal LM that answers from :func:`build_prompt` (greedy, ``max_new_tokens``).
 
-    def __init__(self, name: str, *, max_new_tokens: int = 120, device: str | None = None):
+    An instruction model gets the prompt through its **chat template** (the rules and passages as
+    the system/user turns it was tuned on); a base model without a template gets the raw prompt.
+    Passages are dropped from the end (the least relevant first) until the prompt fits in
+    ``max_prompt_tokens`` (default: the model's context minus ``max_new_tokens``).
+    Needs the model's weights locally or a network; see :func:`load_generator`.
+    """
+
+    def __init__(self, name: str, *, max_new_tokens: int = 120, device: str | None = None,
+                 max_prompt_tokens: int | None = None):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        if not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= 4096:
+            raise ValueError(f"max_new_tokens must be an int in [1, 4096], got {max_new_tokens!r}")
         self.name, self.max_new_tokens = name, max_new_tokens
         self.tokenizer = AutoTokenizer.from_pretrained(name)
         self.model = AutoModelForCausalLM.from_pretrained(name).eval()
         if device:
             self.model.to(device)
+        context = getattr(self.model.config, "max_position_embeddings", None) or 2048
+        self.max_prompt_tokens = max_prompt_tokens or max(64, min(context, 8192) - max_new_tokens)
+
+    def encode(self, question: str, hits: Sequence) -> list[int]:
+        """Token ids of the prompt for ``hits``, templated when the tokenizer has a chat template."""
+        prompt = build_prompt(question, hits)
+        if getattr(self.tokenizer, "chat_template", None):
+            system, _, user = prompt.partition("\n\n")
+            ids = self.tokenizer.apply_chat_template([{"role": "system", "content": system},
+                                                      {"role": "user", "content": user}],
+                                                     add_generation_prompt=True, tokenize=True)
+            return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+        return self.tokenizer(prompt)["input_ids"]
 
     def __call__(self, question: str, hits: Sequence) -> Answer:
         import torch
 
-        prompt = build_prompt(question, hits)
-        ids = self.tokenizer(prompt, return_tensors="pt").to(self.model.device)
+        hits = list(hits)
+        ids = self.encode(question, hits)
+        while len(ids) > self.max_prompt_tokens and hits:     # truncate: drop the last passage
+            hits.pop()
+            ids = self.encode(question, hits)
+        x = torch.tensor([ids[-self.max_prompt_tokens:]], device=self.model.device)
         with torch.no_grad():
-            out = self.model.generate(**ids, max_new_tokens=self.max_new_tokens, do_sample=False)
-        text = self.tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+            out = self.model.generate(input_ids=x, attention_mask=torch.ones_like(x),
+                                      max_new_tokens=self.max_new_tokens, do_sample=False)
+        text = self.tokenizer.decode(out[0, x.shape[1]:], skip_special_tokens=True).strip()
         cites = {int(n): hits[int(n) - 1].source for n in re.findall(r"\[(\d+)\]", text) if 0 < int(n) <= len(hits)}
         return Answer(text, cites, text.startswith("I don't know"), generator=self.name)
 
@@ -220,7 +247,11 @@ def corrective_rag(question: str, search: Callable[[str, int], list], answer: Ca
         more = search(rewritten, k)
         more_scores = relevance_scores(question, more, embed)
         trace.append(f"rewrote to {rewritten!r}; best relevance now {float(more_scores.max()) if len(more) else -1:.2f}")
-        pool = {id(h): (h, s) for h, s in list(zip(hits, scores)) + list(zip(more, more_scores))}
+        pool = {}                       # one entry per chunk: two searches return equal chunks as new objects
+        for h, s in list(zip(hits, scores)) + list(zip(more, more_scores)):
+            key = (h.source, h.chunk_id, h.text if h.chunk_id < 0 else "")
+            if key not in pool or s > pool[key][1]:
+                pool[key] = (h, s)
         kept = [h for h, s in sorted(pool.values(), key=lambda hs: -hs[1]) if s >= lower][:k]
         action = "ambiguous" if best >= lower else "incorrect"
         if not kept:
@@ -234,7 +265,9 @@ def self_rag(question: str, search: Callable[[str, int], list], answer: Callable
              sup_threshold: float = 0.75) -> dict:
     """Self-RAG's loop with its four reflection decisions, each made by a scorer:
 
-    ``[Retrieve]`` = ``needs_retrieval(question)``; ``[IsRel]`` per passage = relevance >=
+    ``[Retrieve]`` = ``needs_retrieval(question)``: ``[Retrieve=No]`` means *answer without
+    retrieval* (from what the generator knows: ``answer(question, [])``), not abstain; the offline
+    extractive answerer knows nothing without passages, so it then says it does not know. ``[IsRel]`` per passage = relevance >=
     ``rel_threshold``; ``[IsSup]`` per answer sentence = best cosine with a passage sentence >=
     ``sup_threshold``; ``[IsUse]`` = answer relevance to the question (a number in [-1, 1]).
     Returns ``{"tokens", "answer"}`` where ``tokens`` lists the decisions in order."""
@@ -243,7 +276,7 @@ def self_rag(question: str, search: Callable[[str, int], list], answer: Callable
     tokens = []
     if not needs_retrieval(question):
         tokens.append("[Retrieve=No]")
-        return {"tokens": tokens, "answer": Answer(ABSTAIN, abstained=True, generator="no retrieval: out of scope")}
+        return {"tokens": tokens, "answer": answer(question, [])}
     tokens.append("[Retrieve=Yes]")
     hits = search(question, k)
     scores = relevance_scores(question, hits, embed)

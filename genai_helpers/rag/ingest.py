@@ -6,15 +6,28 @@ what real folders contain — empty files, binaries, huge dumps, text in the wro
 it reports each skip with its reason instead of failing or silently dropping a file.
 
 It also screens every document for *indirect prompt injection*: text that addresses the model
-("ignore previous instructions and ...") rather than the reader. Matches are flagged here;
-:mod:`genai_helpers.rag.retriever` keeps flagged chunks out of the index by default and
-:mod:`genai_helpers.rag.generation` spotlights any flagged text that reaches a prompt.
+("ignore previous instructions and ...") rather than the reader. The rules are chapter 08's, in
+:mod:`genai_helpers.guardrails.injection` (one list for the whole package; see
+:func:`~genai_helpers.guardrails.injection.screen_document`). What happens to a match:
+
+- a phrase that addresses the model is **flagged**: it goes into ``Document.flags``, the chunk
+  that holds it carries the flag, :mod:`genai_helpers.rag.retriever` keeps flagged chunks out of
+  the index by default, and :mod:`genai_helpers.rag.generation` withholds any flagged text that
+  reaches a prompt;
+- a phrase **quoted** as an example (in a code span, a code block or quotation marks) in prose
+  that is about attacks — chapter 08 explaining injection — is only **noted** in the report
+  (``IngestReport.notes``); its chunks stay searchable, so the book can answer questions about
+  its own safety chapter. Every passage is still spotlighted as data when it reaches a prompt.
+
+Size limits: ``max_bytes`` applies to the *prose* that is indexed (a notebook's Markdown cells,
+not its stored images); ``max_file_bytes`` bounds what is read from disk at all.
 
 OCR (:func:`ocr_image`) uses the ``tesseract`` command when it is installed (Debian:
 ``apt-get install tesseract-ocr tesseract-ocr-eng``); :func:`tesseract_available` says whether it is.
 """
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import re
@@ -24,25 +37,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-__all__ = ["MAX_BYTES", "BINARY_SNIFF_BYTES", "INJECTION_PATTERNS", "Document", "IngestReport", "detect_injection",
+from ..guardrails.injection import screen_document
+
+__all__ = ["MAX_BYTES", "MAX_FILE_BYTES", "BINARY_SNIFF_BYTES", "Document", "IngestReport", "detect_injection",
            "decode_bytes", "clean_markdown", "notebook_markdown", "ingest_files", "book_files", "load_book",
            "tesseract_available", "render_text_page", "ocr_image"]
 
-MAX_BYTES = 2_000_000          # files larger than this are skipped as "too large"
+MAX_BYTES = 2_000_000          # documents whose prose (UTF-8) is larger are skipped as "too large"
+MAX_FILE_BYTES = 50_000_000    # files larger than this are not read at all (a safety bound)
 BINARY_SNIFF_BYTES = 8192
-
-# Phrases that talk to the model rather than the reader. Deliberately simple and readable: a
-# screen, not a proof (chapter 08 measures attack success rates against stronger filters).
-INJECTION_PATTERNS = (
-    r"ignore (all |any )?(the )?(previous|prior|above|earlier) (instructions|prompts?|messages?|rules)",
-    r"disregard (all |any )?(the )?(previous|prior|above|earlier|your) (instructions|prompts?|rules)",
-    r"forget (all |everything )?(you were told|your instructions|previous instructions)",
-    r"you are now (?:in )?(?:developer|dan|jailbreak|unrestricted)",
-    r"(reveal|print|show|repeat) (your|the) (system prompt|hidden instructions|instructions)",
-    r"new instructions?:",
-    r"do not (tell|inform) the user",
-)
-_INJECTION_RE = re.compile("|".join(f"(?:{p})" for p in INJECTION_PATTERNS), re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -84,10 +87,13 @@ class IngestReport:
 
 
 def detect_injection(text: str) -> tuple[str, ...]:
-    """The injection phrases found in ``text`` (lower-cased, in order of appearance; empty if none)."""
+    """The injection phrases in ``text`` that address the model (lower-cased, in order of
+    appearance; empty if none): the ``flagged`` half of
+    :func:`genai_helpers.guardrails.injection.screen_document`. Quoted examples in prose about
+    attacks are not returned (see the module docstring)."""
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
-    return tuple(dict.fromkeys(m.group(0).lower() for m in _INJECTION_RE.finditer(text)))
+    return screen_document(text)[0]
 
 
 def decode_bytes(data: bytes) -> tuple[str | None, str]:
@@ -115,28 +121,59 @@ def decode_bytes(data: bytes) -> tuple[str | None, str]:
         return None, f"undecodable: neither UTF-8 nor cp1252 (first bad byte at offset {first_bad})"
 
 
-_ROLE_RE = re.compile(r"\{(?:doc|ref|numref)\}`([^`<]+?)\s*(?:<[^`]*>)?`")
+_ROLE_RE = re.compile(r"\{(?:doc|ref|numref)\}`([^`<]+)(?:<[^`]*>)?`")
+_ADMONITION_OPEN = re.compile(r"```\{admonition\}[ \t]*(.*)")
+_FENCE_CLOSE = re.compile(r"```[ \t]*")
 
 
 def clean_markdown(text: str) -> str:
-    """Drop MyST/Sphinx markup a reader never sees: ``{doc}`Chapter 1 <...>``` becomes ``Chapter 1``."""
-    text = _ROLE_RE.sub(r"\1", text)
+    """Drop MyST/Sphinx markup a reader never sees: ``{doc}`Chapter 1 <...>``` becomes ``Chapter 1``.
+
+    Runs in time linear in the text (line by line for admonitions), so a hostile page of
+    unclosed fences cannot stall ingestion."""
+    text = _ROLE_RE.sub(lambda m: m.group(1).rstrip() or m.group(1), text)
     # an admonition block: keep its title and body, drop both of its fences and its options
-    text = re.sub(r"^```\{admonition\}[ \t]*(.*?)\n(.*?)^```[ \t]*$", r"\1\n\2", text, flags=re.M | re.S)
+    lines = text.split("\n")
+    closes = [i for i, line in enumerate(lines) if _FENCE_CLOSE.fullmatch(line)]
+    out, i = [], 0
+    while i < len(lines):
+        m = _ADMONITION_OPEN.fullmatch(lines[i])
+        k = bisect.bisect_right(closes, i) if m else len(closes)
+        if m and k < len(closes):
+            j = closes[k]
+            out += [m.group(1)] + lines[i + 1:j] + [""]
+            i = j + 1
+        else:
+            out.append(lines[i])
+            i += 1
+    text = "\n".join(out)
     text = re.sub(r"^:class:.*$\n?", "", text, flags=re.M)
     return text
 
 
 def notebook_markdown(data: str | bytes) -> list[str]:
-    """The Markdown cells of a notebook's JSON, in order (code cells and outputs are left out)."""
-    nb = json.loads(data)
-    if not isinstance(nb, dict) or "cells" not in nb:
-        raise ValueError("not a Jupyter notebook (no 'cells')")
+    """The Markdown cells of a notebook's JSON, in order (code cells and outputs are left out).
+
+    Raises ValueError for anything that is not a notebook: broken or too deeply nested JSON, no
+    ``cells`` list, a cell that is not an object, a ``source`` that is not text or a list of text.
+    """
+    try:
+        nb = json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+        raise ValueError("not a Jupyter notebook (no 'cells' list)")
     cells = []
-    for cell in nb["cells"]:
+    for i, cell in enumerate(nb["cells"]):
+        if not isinstance(cell, dict):
+            raise ValueError(f"cell {i} is not a JSON object")
         if cell.get("cell_type") == "markdown":
             src = cell.get("source", "")
-            cells.append("".join(src) if isinstance(src, list) else str(src))
+            if isinstance(src, list) and all(isinstance(line, str) for line in src):
+                src = "".join(src)
+            if not isinstance(src, str):
+                raise ValueError(f"cell {i}: source must be text or a list of text, got {type(src).__name__}")
+            cells.append(src)
     return cells
 
 
@@ -146,32 +183,46 @@ def _title(text: str, fallback: str) -> str:
 
 
 def ingest_files(paths: Iterable[str | os.PathLike], root: str | os.PathLike = ".", *,
-                 max_bytes: int = MAX_BYTES) -> IngestReport:
+                 max_bytes: int = MAX_BYTES, max_file_bytes: int = MAX_FILE_BYTES) -> IngestReport:
     """Read files into documents; never raises on a bad file, records it in the report instead.
 
     ``.ipynb`` files contribute their Markdown cells (joined by blank lines), ``.md`` files their
     text with MyST roles cleaned, anything else its decoded text. ``source`` is the path relative
-    to ``root`` (POSIX separators). ``max_bytes`` (> 0) skips larger files as "too large".
+    to ``root`` (POSIX separators). Documents whose extracted prose is longer than ``max_bytes``
+    (UTF-8 bytes, > 0) are skipped as "too large" — the limit is on the text that would be
+    indexed, so a notebook's stored images do not count; files over ``max_file_bytes`` are not
+    read at all, and neither is anything that is not a regular file (a FIFO, a device).
+    Injection phrases are flagged or, when quoted as examples in prose about attacks, noted
+    (module docstring).
     """
-    if not isinstance(max_bytes, int) or max_bytes <= 0:
-        raise ValueError(f"max_bytes must be a positive int, got {max_bytes!r}")
+    for name, value in (("max_bytes", max_bytes), ("max_file_bytes", max_file_bytes)):
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
     root = Path(root)
     report = IngestReport()
     for p in paths:
         path = Path(p)
         try:
             source = path.resolve().relative_to(root.resolve()).as_posix()
-        except ValueError:
+        except (ValueError, OSError, RuntimeError):
             source = path.as_posix()
         try:
+            if not path.is_file():
+                report.skipped.append((source, "not a regular file" if path.exists() else "unreadable (no such file)"))
+                continue
             size = path.stat().st_size
+            if size > max_file_bytes:
+                report.skipped.append((source, f"too large ({size:,} bytes > max_file_bytes={max_file_bytes:,})"))
+                continue
+            with path.open("rb") as fh:
+                data = fh.read(max_file_bytes + 1)        # the file may have grown since stat()
         except OSError as err:
             report.skipped.append((source, f"unreadable ({err.strerror or err})"))
             continue
-        if size > max_bytes:
-            report.skipped.append((source, f"too large ({size:,} bytes > max_bytes={max_bytes:,})"))
+        if len(data) > max_file_bytes:
+            report.skipped.append((source, f"too large (more than max_file_bytes={max_file_bytes:,} bytes)"))
             continue
-        text, note = decode_bytes(path.read_bytes())
+        text, note = decode_bytes(data)
         if text is None:
             report.skipped.append((source, note))
             continue
@@ -181,17 +232,31 @@ def ingest_files(paths: Iterable[str | os.PathLike], root: str | os.PathLike = "
         if path.suffix == ".ipynb":
             try:
                 text = "\n\n".join(notebook_markdown(text))
-            except (ValueError, json.JSONDecodeError) as err:
-                report.skipped.append((source, f"broken notebook JSON ({err})"))
+            except ValueError as err:                     # json.JSONDecodeError is a ValueError
+                report.skipped.append((source, f"broken notebook JSON ({str(err)[:200]})"))
                 continue
             kind = "notebook"
+        # the limit is on the prose; checked before and after cleaning, which only removes markup,
+        # so the cleaning regexes never run on more than a few times max_bytes
+        if len(text) > max_bytes:
+            size = len(text.encode("utf-8"))
+            report.skipped.append((source, f"too large ({size:,} bytes > max_bytes={max_bytes:,})"))
+            continue
         if path.suffix in (".md", ".ipynb"):
             text = clean_markdown(text)
             kind = "markdown" if kind == "text" else kind
+        size = len(text.encode("utf-8"))
+        if size > max_bytes:
+            report.skipped.append((source, f"too large ({size:,} bytes > max_bytes={max_bytes:,})"))
+            continue
         if not text.strip():
             report.skipped.append((source, "no text after parsing"))
             continue
-        report.documents.append(Document(text, source, kind, _title(text, path.stem), detect_injection(text)))
+        flagged, mentioned = screen_document(text)
+        if mentioned:
+            report.notes.append((source, "quotes injection examples in prose about attacks (noted, not flagged): "
+                                         + ", ".join(repr(m) for m in mentioned)))
+        report.documents.append(Document(text, source, kind, _title(text, path.stem), flagged))
     return report
 
 
@@ -204,12 +269,13 @@ def book_files(root: str | os.PathLike = ".") -> list[Path]:
     return [f for f in files if ".ipynb_checkpoints" not in f.parts]
 
 
-def load_book(root: str | os.PathLike = ".", *, max_bytes: int = MAX_BYTES) -> IngestReport:
+def load_book(root: str | os.PathLike = ".", *, max_bytes: int = MAX_BYTES,
+              max_file_bytes: int = MAX_FILE_BYTES) -> IngestReport:
     """Ingest the book under ``root`` (see :func:`book_files`); raises if nothing is found."""
     files = book_files(root)
     if not files:
         raise FileNotFoundError(f"no book/*.md or notebooks/*.ipynb under {str(root)!r}")
-    return ingest_files(files, root, max_bytes=max_bytes)
+    return ingest_files(files, root, max_bytes=max_bytes, max_file_bytes=max_file_bytes)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,6 +10,10 @@ all ``k`` are accepted, one bonus token is drawn from the target's next distribu
 the target had sampled it alone: the chapter tests that. With ``temperature=0`` both sides are
 greedy and the output equals the target's greedy output token for token.
 
+A round emits its accepted prefix plus one token, so with per-token acceptance probability ``α``
+it yields ``(1 - α^(k+1)) / (1 - α)`` tokens on average (:func:`expected_tokens_per_round`); ``α``
+is measured over the draft tokens the target actually checked (:attr:`SpecStats.acceptance_rate`).
+
 Models are reached through small *sessions* (``extend(tokens) -> logits``, ``truncate(n)``): the
 GPT's KV cache (:class:`CachedSession`) or full recomputation for any ``logits_fn``
 (:class:`RecomputeSession`), so rejected draft tokens can be rolled back.
@@ -129,20 +133,50 @@ def accept_reject(p: torch.Tensor, q: torch.Tensor, draft: list[int], generator:
 
 @dataclass
 class SpecStats:
+    """Counts of one :func:`speculative_generate` call.
+
+    A round drafts ``kk <= k`` tokens; the target checks them in order and stops at the first
+    rejection, so a round that accepts ``n < kk`` tokens has *checked* ``n + 1`` of them and never
+    looked at the other ``kk - n - 1``. ``checked`` counts only the tokens the target judged: the
+    per-token acceptance probability ``α`` of :func:`expected_tokens_per_round` is estimated by
+    ``accepted / checked`` (the maximum-likelihood estimate when acceptances are independent).
+    ``accepted / drafted`` (:attr:`fraction_kept`) also counts the unchecked tail as failures and
+    understates ``α`` the more the larger ``k`` is.
+
+    The last rounds of a reply draft fewer than ``k`` tokens (``kk = min(k, tokens still wanted)``);
+    to compare with :func:`expected_tokens_per_round` for ``k``, average ``n + 1`` over the rounds
+    whose ``drafted_per_round`` is ``k``.
+    """
     rounds: int = 0
-    drafted: int = 0
-    accepted: int = 0
+    drafted: int = 0            # draft tokens proposed (the draft's work)
+    checked: int = 0            # draft tokens the target accepted or rejected: n + 1 per round, or kk if all kept
+    accepted: int = 0           # draft tokens kept: the accepted prefix of each round
     target_calls: int = 0
     draft_calls: int = 0
     seconds: float = 0.0
-    accepted_per_round: list[int] = field(default_factory=list)
+    accepted_per_round: list[int] = field(default_factory=list)    # n of each round
+    drafted_per_round: list[int] = field(default_factory=list)     # kk of each round
 
     @property
     def acceptance_rate(self) -> float:
+        """Per-token acceptance probability ``α``: ``accepted / checked``, in ``[0, 1]``."""
+        return self.accepted / self.checked if self.checked else 0.0
+
+    @property
+    def fraction_kept(self) -> float:
+        """Share of the draft's proposals that were emitted, ``accepted / drafted`` (a cost figure,
+        not ``α``: the tokens after a round's first rejection count as drafted but were never checked)."""
         return self.accepted / self.drafted if self.drafted else 0.0
 
     @property
+    def tokens_per_round(self) -> float:
+        """Tokens emitted per verifying pass: accepted prefix + one corrected or bonus token per round
+        (before the output is cut to ``max_new_tokens``)."""
+        return (self.accepted + self.rounds) / self.rounds if self.rounds else 0.0
+
+    @property
     def tokens_per_target_call(self) -> float:
+        """Like ``tokens_per_round``, with the prefill pass of the prompt counted as a call."""
         return (self.accepted + self.rounds) / self.target_calls if self.target_calls else 0.0
 
 
@@ -199,7 +233,8 @@ def speculative_generate(target, draft, prompt, max_new_tokens: int, *, k: int =
             tgt.truncate(len(tokens) - 1)
             drf.truncate(min(drf.length, len(tokens) - 1))
             stats.rounds += 1; stats.drafted += kk; stats.accepted += n
-            stats.accepted_per_round.append(n)
+            stats.checked += min(n + 1, kk)        # the tokens after the first rejection were never checked
+            stats.accepted_per_round.append(n); stats.drafted_per_round.append(kk)
     stats.seconds = time.perf_counter() - t0
     return tokens[len(prompt):len(prompt) + max_new_tokens], stats
 
@@ -229,7 +264,11 @@ def autoregressive_generate(model, prompt, max_new_tokens: int, *, temperature: 
 
 def expected_tokens_per_round(alpha: float, k: int) -> float:
     """Tokens emitted per target call when each draft token is accepted independently with
-    probability ``alpha``: ``(1 - alpha^(k+1)) / (1 - alpha)`` (Leviathan et al., eq. 1)."""
+    probability ``alpha``: ``(1 - alpha^(k+1)) / (1 - alpha)`` (Leviathan et al., eq. 1), i.e.
+    ``1 + alpha + ... + alpha^k`` (the accepted prefix plus one corrected or bonus token).
+
+    Estimate ``alpha`` from a run with :attr:`SpecStats.acceptance_rate` (``accepted / checked``),
+    not ``accepted / drafted``, which counts unchecked draft tokens as rejections."""
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     check_positive_int("k", k)
