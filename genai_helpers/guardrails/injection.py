@@ -140,7 +140,7 @@ def quoted_spans(text: str) -> list[tuple[int, int]]:
 
 
 def find_injections(text: str, *, rules: tuple[str, ...] | None = None) -> list[InjectionHit]:
-    """Every match of the injection ``rules`` (names from :data:`INJECTION_RULES`; default all)
+    """Every match of the injection ``rules`` (names from ``INJECTION_RULES``; default all)
     in ``text``, ordered by position, with its offsets and whether it is quoted."""
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")

@@ -170,8 +170,8 @@ class SpecStats:
 
     @property
     def tokens_per_round(self) -> float:
-        """Tokens emitted per verifying pass: accepted prefix + one corrected or bonus token per round
-        (before the output is cut to ``max_new_tokens``)."""
+        """The number of tokens emitted per verifying pass, the accepted prefix plus one corrected or
+        bonus token per round (before the output is cut to ``max_new_tokens``)."""
         return (self.accepted + self.rounds) / self.rounds if self.rounds else 0.0
 
     @property
