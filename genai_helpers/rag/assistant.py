@@ -46,7 +46,8 @@ from .indexes import bm25_tokens
 __all__ = ["STOP_WORDS", "content_words", "answer_units", "GroundedReader", "BookAnswer", "BookAssistant",
            "build_book_assistant", "answer_recall", "token_f1"]
 
-#: Words that carry no content for matching a question to a sentence.
+#: Question words that carry no content, beyond the stop words :func:`~genai_helpers.rag.indexes.bm25_tokens`
+#: already drops.
 STOP_WORDS = frozenset("""a an the of to in on at for from by with and or but not no is are was were be been being
 do does did done can could should would will may might must shall have has had having it its this that these those
 there here what which who whom whose how why when where i you we they he she them me my your our their us one
@@ -57,17 +58,10 @@ _HEADING = re.compile(r"^\s*#+\s")
 _CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)```", re.S)
 
 
-def _stem(word: str) -> str:
-    for suffix in ("ies", "es", "s"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return word[: -len(suffix)] + ("y" if suffix == "ies" else "")
-    return word
-
-
 def content_words(text: str) -> list[str]:
-    """Lower-cased, lightly stemmed words of ``text`` without :data:`STOP_WORDS` (identifiers such
-    as ``GENAI_DEVICE`` or ``make`` stay whole)."""
-    return [_stem(w) for w in bm25_tokens(text) if w not in STOP_WORDS and len(w) > 1]
+    """The BM25 tokens of ``text`` (lower-cased words, plural ``s`` stripped, see
+    :func:`~genai_helpers.rag.indexes.bm25_tokens`) without :data:`STOP_WORDS` and one-letter words."""
+    return [w for w in bm25_tokens(text) if w not in STOP_WORDS and len(w) > 1]
 
 
 def _clean_unit(text: str) -> str:
@@ -257,10 +251,10 @@ class BookAssistant:
 
 
 def _idf_from_index(index) -> Callable[[str], float]:
-    """Inverse document frequency of a (stemmed) content word over the index's chunks."""
+    """Inverse document frequency of a BM25 token over the index's chunks."""
     df: Counter = Counter()
     for toks in index.bm25.tokens:
-        df.update({_stem(w) for w in toks})
+        df.update(set(toks))
     n = len(index.bm25.tokens)
     return lambda w: math.log(1 + n / (1 + df.get(w, 0)))
 

@@ -147,7 +147,7 @@ class TransformersGenerator:
             ids = self.tokenizer.apply_chat_template([{"role": "system", "content": system},
                                                       {"role": "user", "content": user}],
                                                      add_generation_prompt=True, tokenize=True)
-            return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+            return list(ids["input_ids"] if hasattr(ids, "keys") else ids)     # a BatchEncoding in newer versions
         return self.tokenizer(prompt)["input_ids"]
 
     def __call__(self, question: str, hits: Sequence) -> Answer:
