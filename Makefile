@@ -19,7 +19,7 @@ NB ?= notebooks/*.ipynb
 # two cores (pytest + a notebook kernel) do not slow each other 10-40x.
 TEST_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 GENAI_MODE=smoke PYTHONHASHSEED=0 OMP_WAIT_POLICY=PASSIVE
 
-.PHONY: help system-deps setup book test unit notebooks site-check lab execute bench clean pretrain pretrain-sweep
+.PHONY: help system-deps setup book test unit notebooks site-check lab execute bench clean pretrain pretrain-sweep pretrain-speech
 
 help:
 	@echo "make book     build the static site into _build/html (from stored notebook outputs)"
@@ -29,6 +29,7 @@ help:
 	@echo "make execute NB=notebooks/01_attention.ipynb   re-run chapters in full mode, store outputs"
 	@echo "make bench    run the side-by-side benchmarks in benchmarks/"
 	@echo "make pretrain train the book LM (50 min on 2 CPU cores, resumable; SIZE=gpu on a GPU)"
+	@echo "make pretrain-speech  train chapter 16's codec and TTS model (about 25 min on 2 CPU cores)"
 	@echo "make system-deps   install the system packages the chapters need (Debian/Ubuntu; elsewhere: what to install)"
 
 # The system packages (their list is in tools/system_deps.sh and nowhere else). Fast when they are
@@ -91,6 +92,11 @@ pretrain: system-deps setup
 
 pretrain-sweep: system-deps setup
 	PYTHONHASHSEED=0 OMP_WAIT_POLICY=PASSIVE $(PY) -m genai_helpers.models.book_lm.pretrain --sweep
+
+# Chapter 16's speech models (genai_helpers/speech/weights/): the neural codec, then the dual AR
+# TTS model on its tokens; each stage is skipped when its weights exist (delete them to redo it).
+pretrain-speech: system-deps setup
+	PYTHONHASHSEED=0 OMP_WAIT_POLICY=PASSIVE $(PY) -m genai_helpers.speech.pretrain
 
 # Side-by-side benchmarks (< 10 minutes on 2 CPU cores); each writes benchmarks/results/<name>.json.
 bench: setup

@@ -49,6 +49,8 @@ infrastructure and the models, which use them; nothing below the systems imports
 - :mod:`genai_helpers.guardrails`  injection rules, PII redaction, tool policy, audit log (ch. 08)
 - :mod:`genai_helpers.serving`     batching, paged KV cache, quantisation, pruning, distillation, speculative
   decoding (ch. 09)
+- :mod:`genai_helpers.speech`      text-to-speech: espeak-ng data, log-mel, neural codec, dual AR model,
+  recogniser (ch. 16)
 
 **Data** -- :mod:`genai_helpers.data`: offline data sources, tokenizers and batching (every chapter)
 

@@ -21,6 +21,8 @@ Two more things make the stored outputs trustworthy:
   besides the package (chapter 07 indexes the book's pages and the notebooks' prose). ``execute``
   records their hash as ``data_sha256``, and :func:`stale_reasons` reports the chapter stale when
   they change. Only what the chapter reads is hashed: of a notebook, its Markdown cells.
+  :data:`CHAPTER_RESULTS` names the chapters whose *recorded results* a chapter prints (the design
+  chapter, 17); those results are hashed too.
 
 ``metadata.genai_book`` is rewritten as a whole by each run; what must survive a re-run (the
 constants that the prose check of :mod:`genai_helpers.prose_numbers` accepts) lives under its own
@@ -49,7 +51,7 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["META_KEY", "RESULTS_ENV", "REPO_ROOT", "BOOK_CORPUS", "BOOK_LM_FILES", "CHAPTER_DATA", "code_sha256", "package_sha256",
+__all__ = ["META_KEY", "RESULTS_ENV", "REPO_ROOT", "BOOK_CORPUS", "BOOK_LM_FILES", "CHAPTER_DATA", "CHAPTER_RESULTS", "code_sha256", "package_sha256",
            "package_changed", "record_result", "recorded_results", "read_results", "chapter_data_files",
            "data_sha256", "stale_reasons", "execute", "main"]
 
@@ -74,6 +76,12 @@ CHAPTER_DATA: dict[str, tuple[str, ...]] = {
     "08_agents_and_guardrails": BOOK_CORPUS + ("genai_helpers/agents/data/paraphrases.json",
                                                "genai_helpers/guardrails/data/attacks.jsonl"),
     "09_serving": tuple(f"benchmarks/results/{name}.json" for name in ("gpt", "kv_cache", "serving")),
+}
+#: Chapters that print other chapters' recorded results (``metadata.genai_book.results``), keyed by
+#: the reader's stem: a re-run of a listed chapter that changes its results makes the reader stale.
+CHAPTER_RESULTS: dict[str, tuple[str, ...]] = {
+    "17_system_design": ("01_attention", "02_training_at_scale", "03_sampling_and_evaluation", "07_rag",
+                         "08_agents_and_guardrails"),
 }
 
 
@@ -196,8 +204,9 @@ def data_sha256(stem: str, root: str | os.PathLike = REPO_ROOT) -> str | None:
     or outputs (a chapter that indexes its own prose stays fresh after its own re-run).
     """
     files = chapter_data_files(stem, root)
-    if files is None:
+    if files is None and stem not in CHAPTER_RESULTS:
         return None
+    files = files or []
     root = Path(root)
     h = hashlib.sha256()
     for f in files:
@@ -211,6 +220,13 @@ def data_sha256(stem: str, root: str | os.PathLike = REPO_ROOT) -> str | None:
         else:
             h.update(f.read_bytes())
         h.update(b"\0file\0")
+    for other in CHAPTER_RESULTS.get(stem, ()):
+        path = root / "notebooks" / f"{other}.ipynb"
+        results = {}
+        if path.is_file():
+            meta = json.loads(path.read_text(encoding="utf-8")).get("metadata", {}).get(META_KEY) or {}
+            results = meta.get("results") or {}
+        h.update(f"results:{other}:".encode() + json.dumps(results, sort_keys=True).encode() + b"\0")
     return h.hexdigest()
 
 
@@ -238,7 +254,9 @@ def stale_reasons(nb, path: str | os.PathLike | None = None, root: str | os.Path
     if path is not None:
         expected = data_sha256(Path(path).stem, _root_of(path) if root is None else root)
         if expected is not None and meta.get("data_sha256") != expected:
-            what = ", ".join(CHAPTER_DATA[Path(path).stem])
+            stem = Path(path).stem
+            what = ", ".join(CHAPTER_DATA.get(stem, ())
+                             + tuple(f"the results of {o}" for o in CHAPTER_RESULTS.get(stem, ())))
             problems.append(("no data hash recorded by the last full run" if meta.get("data_sha256") is None
                              else "data changed since the last full run")
                             + f" (the chapter reads {what}): re-run `make execute`")

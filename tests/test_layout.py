@@ -147,7 +147,7 @@ LAYER_RANK = {
     "parallelism": 2, "estimates": 2, "viz": 2, "players": 2, "notebook": 2, "prose_numbers": 2,
     "data": 2.5, "metrics": 2.5,
     "models": 3, "diffusion": 3, "finetuning": 3,
-    "systems": 4, "rag": 4, "agents": 4, "guardrails": 4, "serving": 4,
+    "systems": 4, "rag": 4, "agents": 4, "guardrails": 4, "serving": 4, "speech": 4,
 }
 
 

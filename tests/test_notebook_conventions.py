@@ -283,3 +283,22 @@ def test_stale_reasons_flags_changed_or_unrecorded_data(tmp_path):
     (tmp_path / "book" / "intro.md").write_text("# Intro\n\nAttention is a weighted average.\n")
     reasons = stale_reasons(chapter, path)
     assert len(reasons) == 1 and "data changed" in reasons[0] and "book/**/*.md" in reasons[0]
+
+
+def test_a_chapter_that_prints_other_chapters_results_goes_stale_when_they_change(tmp_path):
+    from genai_helpers.notebook import CHAPTER_RESULTS
+    stems = {p.stem for p in NOTEBOOKS}
+    for reader, sources in CHAPTER_RESULTS.items():
+        assert reader in stems and set(sources) <= stems, reader
+    reader, sources = next(iter(CHAPTER_RESULTS.items()))
+    (tmp_path / "notebooks").mkdir()
+    def write(results):
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["genai_book"] = {"results": results}
+        nbformat.write(nb, tmp_path / "notebooks" / f"{sources[0]}.ipynb")
+    write({"a": 1.0})
+    before = data_sha256(reader, tmp_path)
+    write({"a": 1.0})
+    assert data_sha256(reader, tmp_path) == before          # same results: still fresh
+    write({"a": 2.0})
+    assert data_sha256(reader, tmp_path) != before          # a re-run that changed them: stale

@@ -40,6 +40,7 @@ DEPS=(
 "tesseract|tesseract-ocr tesseract-ocr-eng|brew install tesseract|chapter 07 (OCR of a rendered page) and tests/test_rag_pipeline.py|-"
 "bibles|sword-text-web sword-text-sparv libsword-utils||chapter 05 (English-Spanish Bible verse pairs, exported with mod2imp)|no Homebrew package ships these SWORD modules: copy engWEB2015eb.json and spaRV1909eb.json from ~/.cache/genai_helpers/bibles/ of a Debian/Ubuntu machine (or Colab) where chapter 05 ran, into the same folder here"
 "corpus|dict-gcide dict-foldoc dict-jargon dict-devil debian-reference-en||make pretrain (the book LM's corpus: genai_helpers/data/book_corpus.py) and tests/test_book_corpus.py|no Homebrew packages: copy the built corpus folder ~/.cache/genai_helpers/book_corpus/ from a Debian/Ubuntu machine (or Colab), or name it with GENAI_BOOK_CORPUS_DIR; the shipped weights need none of this"
+"speech|espeak-ng|brew install espeak-ng|chapter 16 (the speech corpus: espeak-ng reads sentences aloud) and tests/test_speech.py|-"
 "make|make|xcode-select --install (Apple's command line tools)|every make target|-"
 "venv|python3-venv||make setup (python3 -m venv .venv)|macOS's and Homebrew's Python include venv"
 "npm|npm|brew install node|make book and make test (offline copies of MathJax, RequireJS and the widget manager: tools/vendor_assets.sh)|-"
@@ -137,6 +138,7 @@ present() {  # present KEY
             [ -f "$CACHE_DIR/book_corpus/v1/card.json" ] && return 0
             for f in gcide foldoc jargon devil; do [ -f "/usr/share/dictd/$f.dict.dz" ] || return 1; done
             [ -f /usr/share/debian-reference/ch01.en.html ] ;;
+        speech) command -v espeak-ng >/dev/null 2>&1 ;;
         make) command -v make >/dev/null 2>&1 ;;
         venv) "${PYTHON:-python3}" -c "import venv, ensurepip" >/dev/null 2>&1 ;;
         npm) command -v npm >/dev/null 2>&1 ;;

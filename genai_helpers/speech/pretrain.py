@@ -1,0 +1,105 @@
+"""Train chapter 16's speech models once and ship their weights: ``make pretrain-speech``.
+
+Two stages, each skipped when its weights already exist (delete a file to redo its stage):
+
+1. ``codec``  the neural codec (:mod:`genai_helpers.speech.codec`) on the train split's audio;
+2. ``tts``    the dual autoregressive model (:mod:`genai_helpers.speech.tts`) on the codec's tokens.
+
+Weights go to ``genai_helpers/speech/weights/`` as fp16 safetensors, written atomically, with
+``manifest.json`` (configs, data, steps, seconds, machine, final losses, sha256 of each file) and
+the training histories, which chapter 16 plots. About 25 minutes on 2 CPU cores.
+
+    python -m genai_helpers.speech.pretrain [--stage codec|tts|all] [--codec-steps N] [--tts-steps N]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import write_atomic
+from . import codec as codec_mod
+from . import data
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+MANIFEST = "manifest.json"
+#: The data every stage trains on: the train split of :func:`genai_helpers.speech.data.make_split`.
+TRAIN_UTTERANCES = 1500
+SEED = 0
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_fp16(module: torch.nn.Module, path: Path) -> str:
+    """fp16 safetensors of ``module``'s floating-point state (integer/bool buffers kept), atomically."""
+    from safetensors.torch import save_file
+    sd = {k: (v.detach().to(torch.float16) if v.is_floating_point() else v.detach()).contiguous()
+          for k, v in module.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(sd, str(tmp))
+    os.replace(tmp, path)
+    return _sha256(path)
+
+
+def _manifest(folder: Path) -> dict:
+    p = folder / MANIFEST
+    return json.loads(p.read_text()) if p.is_file() else {"name": "speech", "stages": {}}
+
+
+def _write_manifest(folder: Path, man: dict) -> None:
+    write_atomic(folder / MANIFEST, json.dumps(man, indent=1, sort_keys=True))
+
+
+def _machine() -> dict:
+    return {"device": "cpu" if not torch.cuda.is_available() else torch.cuda.get_device_name(0),
+            "threads": torch.get_num_threads(), "torch": torch.__version__, "platform": platform.platform()}
+
+
+def train_codec_stage(folder: Path, steps: int) -> None:
+    utts = data.make_split("train", TRAIN_UTTERANCES, SEED)
+    cfg = codec_mod.CodecConfig()
+    t0 = time.time()
+    model, history = codec_mod.train_codec([u.wave for u in utts], cfg, steps=steps, seed=SEED)
+    seconds = time.time() - t0
+    folder.mkdir(parents=True, exist_ok=True)
+    sha = save_fp16(model, folder / "codec.safetensors")
+    write_atomic(folder / "codec_history.json", json.dumps(history))
+    man = _manifest(folder)
+    man["stages"]["codec"] = {"file": "codec.safetensors", "sha256": sha, "config": dataclasses.asdict(cfg),
+                              "steps": steps, "seconds": round(seconds, 1), "machine": _machine(),
+                              "data": {"split": "train", "n": TRAIN_UTTERANCES, "seed": SEED,
+                                       "voices": list(data.VOICES), "speeds": list(data.SPEEDS)},
+                              "final_loss": sum(h["loss"] for h in history[-50:]) / min(50, len(history))}
+    _write_manifest(folder, man)
+    print(f"codec: {steps} steps in {seconds:.0f} s -> {folder / 'codec.safetensors'}")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--stage", choices=("codec", "tts", "all"), default="all")
+    ap.add_argument("--codec-steps", type=int, default=1500)
+    ap.add_argument("--tts-steps", type=int, default=2000)
+    ap.add_argument("--out", type=Path, default=WEIGHTS_DIR)
+    args = ap.parse_args(argv)
+    if args.stage in ("codec", "all") and not (args.out / "codec.safetensors").is_file():
+        train_codec_stage(args.out, args.codec_steps)
+    if args.stage in ("tts", "all") and not (args.out / "tts.safetensors").is_file():
+        from . import tts
+        tts.train_tts_stage(args.out, args.tts_steps)
+
+
+if __name__ == "__main__":
+    main()
