@@ -158,8 +158,10 @@ def shipped():
 
 def test_shipped_weights_load_and_match_their_manifest(shipped):
     man = W.manifest()
-    assert {"codec", "tts"} <= set(man["stages"])
+    assert {"codec", "tts", "asr"} <= set(man["stages"])
     codec = W.load_codec()
+    rec = W.load_recognizer()
+    assert not rec.training
     model, dur = W.load_tts()
     assert model.config.n_codebooks <= codec.config.n_codebooks
     assert dur.predict("it is one ten in oslo", "en-us", 175) > 10

@@ -207,7 +207,7 @@ def mp3_bytes(wave_, sr: int = SAMPLE_RATE) -> bytes | None:
         return None
     x = _as_tensor(wave_).detach().cpu().numpy().reshape(-1).astype(np.float32)
     buf = io.BytesIO()
-    soundfile.write(buf, np.clip(x, -1.0, 1.0), sr, format="MP3")
+    soundfile.write(buf, np.clip(x, -1.0, 1.0), sr, format="MP3", compression_level=0.6)
     return buf.getvalue()
 
 

@@ -1,15 +1,18 @@
 """Train chapter 16's speech models once and ship their weights: ``make pretrain-speech``.
 
-Two stages, each skipped when its weights already exist (delete a file to redo its stage):
+Three stages, each skipped when its weights already exist (delete a file to redo its stage):
 
 1. ``codec``  the neural codec (:mod:`genai_helpers.speech.codec`) on the train split's audio;
-2. ``tts``    the dual autoregressive model (:mod:`genai_helpers.speech.tts`) on the codec's tokens.
+2. ``tts``    the dual autoregressive model (:mod:`genai_helpers.speech.tts`) on the codec's tokens;
+3. ``asr``    the word recogniser (:mod:`genai_helpers.speech.recognizer`), the chapter's yardstick
+   for intelligibility, on the same audio (never on anything a model synthesised).
 
 Weights go to ``genai_helpers/speech/weights/`` as fp16 safetensors, written atomically, with
 ``manifest.json`` (configs, data, steps, seconds, machine, final losses, sha256 of each file) and
-the training histories, which chapter 16 plots. About 25 minutes on 2 CPU cores.
+the training histories, which chapter 16 plots. About an hour on 2 CPU cores.
 
-    python -m genai_helpers.speech.pretrain [--stage codec|tts|all] [--codec-steps N] [--tts-steps N]
+    python -m genai_helpers.speech.pretrain [--stage codec|tts|asr|all] [--codec-steps N] [--tts-steps N]
+                                            [--asr-steps N]
 """
 from __future__ import annotations
 
@@ -87,11 +90,30 @@ def train_codec_stage(folder: Path, steps: int) -> None:
     print(f"codec: {steps} steps in {seconds:.0f} s -> {folder / 'codec.safetensors'}")
 
 
+def train_asr_stage(folder: Path, steps: int) -> None:
+    from . import recognizer
+    utts = data.make_split("train", TRAIN_UTTERANCES, SEED)
+    t0 = time.time()
+    model, history = recognizer.train_recognizer(utts, steps=steps, seed=SEED, progress=False)
+    seconds = time.time() - t0
+    folder.mkdir(parents=True, exist_ok=True)
+    sha = save_fp16(model, folder / "asr.safetensors")
+    write_atomic(folder / "asr_history.json", json.dumps(history))
+    man = _manifest(folder)
+    man["stages"]["asr"] = {"file": "asr.safetensors", "sha256": sha, "config": recognizer.DEFAULT_CONFIG,
+                            "steps": steps, "seconds": round(seconds, 1), "machine": _machine(),
+                            "data": {"split": "train", "n": TRAIN_UTTERANCES, "seed": SEED},
+                            "final_loss": history[-1]["loss"]}
+    _write_manifest(folder, man)
+    print(f"asr: {steps} steps in {seconds:.0f} s -> {folder / 'asr.safetensors'}")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--stage", choices=("codec", "tts", "all"), default="all")
+    ap.add_argument("--stage", choices=("codec", "tts", "asr", "all"), default="all")
     ap.add_argument("--codec-steps", type=int, default=1500)
     ap.add_argument("--tts-steps", type=int, default=2000)
+    ap.add_argument("--asr-steps", type=int, default=3000)
     ap.add_argument("--out", type=Path, default=WEIGHTS_DIR)
     args = ap.parse_args(argv)
     if args.stage in ("codec", "all") and not (args.out / "codec.safetensors").is_file():
@@ -99,6 +121,8 @@ def main(argv=None) -> None:
     if args.stage in ("tts", "all") and not (args.out / "tts.safetensors").is_file():
         from . import tts
         tts.train_tts_stage(args.out, args.tts_steps)
+    if args.stage in ("asr", "all") and not (args.out / "asr.safetensors").is_file():
+        train_asr_stage(args.out, args.asr_steps)
 
 
 if __name__ == "__main__":

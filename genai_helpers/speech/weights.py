@@ -1,4 +1,4 @@
-"""Load chapter 16's shipped speech models: the codec and the dual AR TTS model.
+"""Load chapter 16's shipped speech models: the codec, the dual AR TTS model and the recogniser.
 
 ``make pretrain-speech`` (:mod:`genai_helpers.speech.pretrain`) writes them to
 ``genai_helpers/speech/weights/`` with a manifest; these loaders check each file's sha256 against it.
@@ -19,7 +19,7 @@ import torch
 from .codec import Codec, CodecConfig
 from .tts import DualARTTS, DurationModel, TTSConfig
 
-__all__ = ["WEIGHTS_DIR", "manifest", "history", "load_codec", "load_tts"]
+__all__ = ["WEIGHTS_DIR", "manifest", "history", "load_codec", "load_tts", "load_recognizer"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 WEIGHTS_ENV = "GENAI_SPEECH_WEIGHTS_DIR"
@@ -55,9 +55,9 @@ def manifest(folder=None, download: bool | None = None) -> dict:
 
 
 def history(stage: str, folder=None, download: bool | None = None) -> list[dict]:
-    """The training history of ``stage`` ("codec" or "tts"): one dict per step."""
-    if stage not in ("codec", "tts"):
-        raise ValueError(f"stage must be 'codec' or 'tts', got {stage!r}")
+    """The training history of ``stage`` ("codec", "tts" or "asr"): one dict per logged step."""
+    if stage not in ("codec", "tts", "asr"):
+        raise ValueError(f"stage must be 'codec', 'tts' or 'asr', got {stage!r}")
     return json.loads(_fetch(_folder(folder), f"{stage}_history.json", download).read_text())
 
 
@@ -103,3 +103,14 @@ def load_tts(folder=None, *, download: bool | None = None, check_hash: bool = Tr
     model = DualARTTS(TTSConfig(**entry["config"]))
     _load("tts", model, folder, download, check_hash)
     return model, DurationModel(entry["duration_model"])
+
+
+def load_recognizer(folder=None, *, download: bool | None = None, check_hash: bool = True):
+    """The shipped :class:`~genai_helpers.speech.recognizer.WordRecognizer`, in eval mode on the CPU."""
+    from .recognizer import WordRecognizer
+    entry = manifest(folder, download)["stages"].get("asr")
+    if entry is None:
+        raise _missing(_folder(folder) / "asr.safetensors")
+    model = WordRecognizer(**entry["config"])
+    _load("asr", model, folder, download, check_hash)
+    return model
