@@ -27,6 +27,19 @@ def test_decode_throughput_grows_with_batch_but_each_user_gets_slower():
     assert steps[0]["tokens_per_s_per_sequence"] > steps[2]["tokens_per_s_per_sequence"]
 
 
+def test_replica_throughput_pays_the_interleaved_prefills_out_of_each_users_speed():
+    kv = est.kv_cache_bytes(1, 1, 32, 4096, n_heads=32, n_kv_heads=8)
+    r = ds.replica_throughput(6e9, "H100-SXM", batch=40, prompt_tokens=2500, output_tokens=250, kv_bytes_per_token=kv)
+    step = ds.decode_step(6e9, "H100-SXM", batch=40, context_tokens=2625, kv_bytes_per_token=kv)["step_s"]
+    prefill = ds.prefill_seconds(6e9, 2500, "H100-SXM")
+    assert r["effective_step_s"] == pytest.approx(step + 40 / 250 * prefill)
+    assert r["tokens_per_s_per_sequence"] == pytest.approx(1 / r["effective_step_s"])
+    # requests/s is the same as 1 / (prefill + decode time per request shared by the batch)
+    assert r["requests_per_s"] == pytest.approx(1 / (prefill + 250 * step / 40))
+    assert r["prefill_share"] == pytest.approx(40 / 250 * prefill / r["effective_step_s"])
+    assert r["tokens_per_s_per_sequence"] < 1 / step              # the prefills slow every user down
+
+
 def test_prefill_and_memory_and_replicas_follow_their_formulas():
     assert ds.prefill_seconds(1e9, 1000, "A100-80GB", mfu=0.5) == pytest.approx(2e12 / (312e12 * 0.5))
     n = ds.max_concurrent_sequences(1e9, "H100-SXM", context_tokens=1000, kv_bytes_per_token=1e5, memory_fraction=1.0)
@@ -68,12 +81,21 @@ def test_diurnal_load_peaks_at_the_peak_hour_and_is_seeded():
     assert np.array_equal(a, b) and not np.array_equal(a, ds.diurnal_load(peak_rps=10, seed=4)[1])
 
 
+@pytest.mark.parametrize("ratio", [1.5, 2.5, 4.0])
+def test_diurnal_load_reaches_the_requested_peak_to_mean(ratio):
+    t, rps = ds.diurnal_load(peak_rps=50, trough_fraction=0.15, noise=0.0, peak_to_mean=ratio)
+    assert rps.max() == pytest.approx(50) and rps.mean() == pytest.approx(50 / ratio, rel=1e-6)
+    assert rps.min() == pytest.approx(0.15 * 50, rel=1e-3)
+
+
 def test_fixed_fleet_pays_every_hour_and_autoscaler_pays_less_on_a_day():
     t, rps = ds.diurnal_load(peak_rps=50, noise=0.0)
     fixed = ds.simulate_autoscaler(rps, capacity_rps=5, min_replicas=15, max_replicas=15)
     assert fixed.gpu_hours == pytest.approx(15 * 24) and fixed.unserved_fraction == 0.0
     auto = ds.simulate_autoscaler(rps, capacity_rps=5, target_utilisation=0.7, scale_up_delay_steps=0)
     assert auto.gpu_hours < fixed.gpu_hours and auto.unserved_fraction == 0.0
+    assert np.allclose(fixed.utilisation, rps / (15 * 5)) and fixed.steps_above(0.5) == int(np.sum(rps > 37.5))
+    assert 0.5 < auto.utilisation.min() and auto.utilisation.max() < 0.71   # it tracks its target (one step late)
 
 
 def test_a_slow_autoscaler_misses_a_sudden_burst():
@@ -115,6 +137,9 @@ def test_failed_replica_work_is_retried_on_the_survivors():
     (lambda: ds.replicas_for_load(10, 1, target_utilisation=0), ValueError, "target_utilisation"),
     (lambda: ds.dit_params(image_size=9, in_channels=4, patch=2, d_model=8, depth=1, d_text=8), ValueError, "patch"),
     (lambda: ds.diurnal_load(peak_rps=-1), ValueError, "peak_rps"),
+    (lambda: ds.diurnal_load(peak_rps=1, trough_fraction=0.25, peak_to_mean=5.0), ValueError, "peak_to_mean"),
+    (lambda: ds.replica_throughput(1e9, "L4", batch=1, prompt_tokens=10, output_tokens=0, kv_bytes_per_token=1),
+     ValueError, "output_tokens"),
     (lambda: ds.simulate_autoscaler([1.0, -1.0], capacity_rps=1), ValueError, "load_rps"),
     (lambda: ds.simulate_autoscaler([1.0], capacity_rps=1, min_replicas=3, max_replicas=2), ValueError, "max_replicas"),
     (lambda: ds.simulate_load_balancer([1.0, 0.0], [1.0, 1.0], n_replicas=1), ValueError, "sorted"),

@@ -8,6 +8,8 @@ Serving a language model (chapter 09 measures each piece on a small model):
 - :func:`decode_step` — one decoding step of a batch: it reads every weight and every cached key
   and value once, so at small batch it is bound by memory bandwidth, at large batch by FLOP/s.
 - :func:`prefill_seconds` — the prompt pass, ``2·P`` FLOPs per prompt token, compute bound.
+- :func:`replica_throughput` — one replica decoding a batch while it interleaves the prefills of
+  the requests that replace finished ones: each user's speed and the replica's requests per second.
 - :func:`max_concurrent_sequences` — how many sequences' KV caches fit beside the weights.
 - :func:`replicas_for_load` — replicas for a demand at a target utilisation, plus spares (N+1).
 
@@ -19,9 +21,11 @@ Serving a diffusion transformer (chapter 13 builds one):
 
 A fleet over time:
 
-- :func:`diurnal_load` — a day of requests per second: a sinusoid with noise, seeded.
+- :func:`diurnal_load` — a day of requests per second: a raised cosine (sharpened to a chosen
+  peak-to-mean ratio) with noise, seeded.
 - :func:`simulate_autoscaler` — a reactive autoscaler with a target utilisation and a delay before
-  new replicas serve; counts GPU-hours and the requests that found no capacity.
+  new replicas serve; counts GPU-hours, the utilisation of every step and the requests that found
+  no capacity.
 - :func:`simulate_load_balancer` — requests of unequal length routed to replicas by round robin,
   at random or to the replica with the fewest outstanding requests; replicas may fail, their
   unfinished requests are retried elsewhere.
@@ -39,7 +43,8 @@ import numpy as np
 from .._checks import check_choice, check_positive_int
 from ..estimates import GPUS
 
-__all__ = ["ServingGPU", "SERVING_GPUS", "decode_step", "prefill_seconds", "max_concurrent_sequences",
+__all__ = ["ServingGPU", "SERVING_GPUS", "decode_step", "prefill_seconds", "replica_throughput",
+           "max_concurrent_sequences",
            "replicas_for_load", "dit_params", "dit_forward_flops", "diurnal_load", "AutoscaleResult",
            "simulate_autoscaler", "BalancerResult", "BALANCER_POLICIES", "simulate_load_balancer"]
 
@@ -139,6 +144,36 @@ def prefill_seconds(n_params: float, prompt_tokens: float, gpu: str | ServingGPU
     return 2.0 * n_params * prompt_tokens / (g.peak_tflops_bf16 * 1e12 * mfu * n_gpus)
 
 
+def replica_throughput(n_params: float, gpu: str | ServingGPU, *, batch: int, prompt_tokens: float,
+                       output_tokens: float, kv_bytes_per_token: float, bytes_per_param: float = 2.0,
+                       bandwidth_efficiency: float = 0.6, mfu: float = 0.5, n_gpus: int = 1) -> dict[str, float]:
+    """One replica in steady state: ``batch`` sequences decode together, and every finished answer
+    is replaced by a new request whose prefill runs *between* decode steps (chunked prefill,
+    counted as serial GPU time: no overlap with the decode step is assumed).
+
+    Each decode step gives every sequence one token, so ``batch / output_tokens`` requests finish
+    per step on average and as many prefills must be interleaved per step. A user therefore waits
+    ``effective_step_s = step_s + (batch / output_tokens) · prefill_s`` per token, where ``step_s``
+    is :func:`decode_step` at the mean context ``prompt_tokens + output_tokens / 2`` and ``prefill_s``
+    is :func:`prefill_seconds` of ``prompt_tokens``.
+
+    Returns ``step_s``, ``prefill_s``, ``prefill_per_step_s``, ``effective_step_s``,
+    ``tokens_per_s_per_sequence`` (``1 / effective_step_s``, what each user sees), ``requests_per_s``
+    (``batch / (output_tokens · effective_step_s)``) and ``prefill_share`` of the GPU's time.
+    """
+    _number("output_tokens", output_tokens)
+    _number("prompt_tokens", prompt_tokens, low_open=False)
+    s = decode_step(n_params, gpu, batch=batch, context_tokens=prompt_tokens + output_tokens / 2,
+                    kv_bytes_per_token=kv_bytes_per_token, bytes_per_param=bytes_per_param,
+                    bandwidth_efficiency=bandwidth_efficiency, mfu=mfu, n_gpus=n_gpus)
+    prefill = prefill_seconds(n_params, prompt_tokens, gpu, mfu=mfu, n_gpus=n_gpus)
+    per_step = batch / output_tokens * prefill
+    effective = s["step_s"] + per_step
+    return {"step_s": s["step_s"], "prefill_s": prefill, "prefill_per_step_s": per_step,
+            "effective_step_s": effective, "tokens_per_s_per_sequence": 1.0 / effective,
+            "requests_per_s": batch / (output_tokens * effective), "prefill_share": per_step / effective}
+
+
 def max_concurrent_sequences(n_params: float, gpu: str | ServingGPU, *, context_tokens: float,
                              kv_bytes_per_token: float, bytes_per_param: float = 2.0,
                              memory_fraction: float = 0.9, n_gpus: int = 1) -> int:
@@ -227,12 +262,36 @@ def dit_forward_flops(*, image_size: int, in_channels: int, patch: int, d_model:
 
 # ---- a day of load and an autoscaler ------------------------------------------------------------
 
+def _raised_cosine_power(shape: np.ndarray, trough_fraction: float, peak_to_mean: float) -> float:
+    """The power ``k`` for which ``trough + (1 - trough)·shape**k`` has mean ``1 / peak_to_mean``
+    (bisection on ``log k``; the mean falls as ``k`` grows)."""
+    lo_ratio, hi_ratio = 1.0, 1.0 / trough_fraction if trough_fraction > 0 else math.inf
+    if not lo_ratio < peak_to_mean < hi_ratio:
+        raise ValueError(f"peak_to_mean must lie in (1, 1/trough_fraction) = (1, {hi_ratio:g}), got {peak_to_mean}")
+    target = 1.0 / peak_to_mean
+
+    def mean(k: float) -> float:
+        return float(np.mean(trough_fraction + (1 - trough_fraction) * shape ** k))
+
+    lo, hi = -12.0, 12.0                                               # log k
+    if not mean(math.exp(hi)) <= target <= mean(math.exp(lo)):
+        raise ValueError(f"peak_to_mean {peak_to_mean} cannot be reached with this grid")
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if mean(math.exp(mid)) > target else (lo, mid)
+    return math.exp(0.5 * (lo + hi))
+
+
 def diurnal_load(*, peak_rps: float, trough_fraction: float = 0.25, hours: float = 24.0, step_s: float = 60.0,
-                 peak_hour: float = 14.0, noise: float = 0.05, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                 peak_hour: float = 14.0, noise: float = 0.05, seed: int = 0,
+                 peak_to_mean: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A day of traffic: requests per second at each ``step_s`` step, and the step times in hours.
 
-    The mean follows a cosine between ``trough_fraction·peak_rps`` (12 h from ``peak_hour``) and
-    ``peak_rps`` (at ``peak_hour``); each step is multiplied by ``1 + noise·z`` with ``z`` standard
+    The mean follows ``trough_fraction·peak_rps + (1 - trough_fraction)·peak_rps·c**k`` with ``c`` a
+    raised cosine, 1 at ``peak_hour`` and 0 twelve hours away. ``k = 1`` (the plain cosine) unless
+    ``peak_to_mean`` is given: then ``k`` is solved so that the noise-free curve's mean over the
+    steps is ``peak_rps / peak_to_mean`` (a larger ratio gives a sharper afternoon peak; it must lie
+    in ``(1, 1/trough_fraction)``). Each step is multiplied by ``1 + noise·z`` with ``z`` standard
     normal (seeded by ``seed``), clipped at zero. Returns ``(hours_at_step, rps)``.
     """
     _number("peak_rps", peak_rps)
@@ -241,6 +300,8 @@ def diurnal_load(*, peak_rps: float, trough_fraction: float = 0.25, hours: float
     _number("step_s", step_s)
     _number("peak_hour", peak_hour, low_open=False, high=24.0)
     _number("noise", noise, low_open=False, high=1.0)
+    if peak_to_mean is not None:
+        _number("peak_to_mean", peak_to_mean)
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     n = int(round(hours * 3600 / step_s))
@@ -248,7 +309,8 @@ def diurnal_load(*, peak_rps: float, trough_fraction: float = 0.25, hours: float
         raise ValueError(f"hours / step_s must give at least 2 steps, got {n}")
     t = np.arange(n) * step_s / 3600.0
     shape = 0.5 * (1 + np.cos(2 * np.pi * (t - peak_hour) / 24.0))           # 1 at the peak, 0 at the trough
-    mean = peak_rps * (trough_fraction + (1 - trough_fraction) * shape)
+    k = 1.0 if peak_to_mean is None else _raised_cosine_power(shape, trough_fraction, float(peak_to_mean))
+    mean = peak_rps * (trough_fraction + (1 - trough_fraction) * shape ** k)
     rng = np.random.default_rng(seed)
     return t, np.clip(mean * (1 + noise * rng.standard_normal(n)), 0.0, None)
 
@@ -257,12 +319,20 @@ def diurnal_load(*, peak_rps: float, trough_fraction: float = 0.25, hours: float
 class AutoscaleResult:
     """One simulated day: ``replicas`` serving at each step, ``served`` and ``unserved`` requests per
     step (``unserved`` found every replica busy: queued past its latency target or dropped),
-    ``gpu_hours`` paid (replicas starting up are paid too) and ``unserved_fraction`` of all requests."""
+    ``utilisation`` of each step (load over the serving replicas' capacity; above 1 means requests
+    went unserved, and queues already grow long well below 1), ``gpu_hours`` paid (replicas
+    starting up are paid too) and ``unserved_fraction`` of all requests."""
     replicas: np.ndarray
     served: np.ndarray
     unserved: np.ndarray
+    utilisation: np.ndarray
     gpu_hours: float
     unserved_fraction: float
+
+    def steps_above(self, utilisation: float) -> int:
+        """How many steps ran above ``utilisation`` (0-1 or more) of the serving capacity."""
+        _number("utilisation", utilisation)
+        return int(np.sum(self.utilisation > utilisation))
 
 
 def simulate_autoscaler(load_rps, *, capacity_rps: float, step_s: float = 60.0, target_utilisation: float = 0.7,
@@ -328,7 +398,7 @@ def simulate_autoscaler(load_rps, *, capacity_rps: float, step_s: float = 60.0, 
             low_for = 0
     total_requests = float(load.sum() * step_s)
     return AutoscaleResult(replicas=replicas, served=served, unserved=unserved,
-                           gpu_hours=paid * gpus_per_replica / 3600.0,
+                           utilisation=load / (replicas * capacity_rps), gpu_hours=paid * gpus_per_replica / 3600.0,
                            unserved_fraction=float(unserved.sum() / total_requests) if total_requests else 0.0)
 
 
