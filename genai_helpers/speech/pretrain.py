@@ -31,6 +31,8 @@ from ..checkpoint import write_atomic
 from . import codec as codec_mod
 from . import data
 
+__all__ = ["WEIGHTS_DIR", "TRAIN_UTTERANCES", "SEED", "save_fp16", "train_codec_stage", "train_asr_stage", "main"]
+
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MANIFEST = "manifest.json"
 #: The data every stage trains on: the train split of :func:`genai_helpers.speech.data.make_split`.

@@ -311,7 +311,7 @@ def synthesize(model: DualARTTS, codec, text: str, voice: int, speed: int, n_fra
             return
         with torch.no_grad():
             wave = codec.decode(codes[None], None)[0]
-        end = len(wave) if done == n_frames else max(0, (done - lookahead) * samples_per_frame)
+        end = len(wave) if done == n_frames else min(len(wave), max(0, (done - lookahead) * samples_per_frame))
         if end > state["sent"]:
             chunks.append(wave[state["sent"]:end])
             state["sent"] = end
