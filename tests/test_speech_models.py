@@ -187,3 +187,19 @@ def test_missing_weights_say_how_to_make_them(tmp_path):
         W.load_codec(tmp_path, download=False)
     with pytest.raises(ValueError, match="stage"):
         W.history("vocoder")
+
+
+def test_slot_words_and_matched_words():
+    import random
+
+    from genai_helpers.speech import data
+    from genai_helpers.speech.recognizer import matched_words
+    s = "it is one fifteen in rome"
+    assert data.slot_mask(s) == [False, False, True, True, False, True]
+    other = data.resample_slots(s, random.Random(0))
+    assert [w for w, slot in zip(other.split(), data.slot_mask(s)) if not slot] == ["it", "is", "in"]
+    with pytest.raises(ValueError, match="domain"):
+        data.slot_mask("hello world")
+    assert matched_words(s, "it is ten five in") == [True, True, False, False, True, False]
+    assert matched_words("a b c", "x a c") == [True, False, True]
+    assert matched_words("a b", "") == [False, False]

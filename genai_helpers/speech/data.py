@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["SAMPLE_RATE", "VOICES", "SPEEDS", "WORDS", "Utterance", "espeak_available", "speak",
-           "random_sentence", "sentences", "make_split", "CACHE_DIR"]
+           "random_sentence", "sentences", "make_split", "CACHE_DIR", "slot_mask", "resample_slots"]
 
 SAMPLE_RATE = 16_000
 #: espeak-ng voice names (language + variant): two American, two British; male and female variants.
@@ -119,6 +119,35 @@ def random_sentence(rng: random.Random) -> str:
     t = rng.choice(_TEMPLATES)
     return t.format(city=rng.choice(_CITIES), n=rng.choice(_NUMBERS), hour=rng.choice(_HOURS),
                     minute=rng.choice(_MINUTES), weather=rng.choice(_WEATHER), day=rng.choice(_DAYS))
+
+
+_SLOTS = {"city": _CITIES, "n": _NUMBERS, "hour": _HOURS, "minute": _MINUTES, "weather": _WEATHER, "day": _DAYS}
+
+
+def _parse(sentence: str):
+    """The template and the slot names of ``sentence`` (one entry per word: slot name or None)."""
+    words = sentence.split()
+    for t in _TEMPLATES:
+        parts = t.split()
+        if len(parts) != len(words):
+            continue
+        slots = [p[1:-1] if p.startswith("{") else None for p in parts]
+        if all((w in _SLOTS[s]) if s else (w == p) for w, p, s in zip(words, parts, slots)):
+            return t, slots
+    raise ValueError(f"sentence is not a sentence of the domain: {sentence!r}")
+
+
+def slot_mask(sentence: str) -> list[bool]:
+    """For each word of ``sentence``: True when it fills a slot (city, number, day, weather ...),
+    False when it is a fixed word of its template."""
+    return [s is not None for s in _parse(sentence)[1]]
+
+
+def resample_slots(sentence: str, rng: random.Random) -> str:
+    """The same template with every slot refilled at random: what a speaker who gets the template
+    right and guesses the content would say (chapter 16's chance level)."""
+    _, slots = _parse(sentence)
+    return " ".join(rng.choice(_SLOTS[s]) if s else w for w, s in zip(sentence.split(), slots))
 
 
 def _split_of(sentence: str) -> str:

@@ -48,7 +48,7 @@ from .._checks import check_positive_int
 from ..positional import sinusoidal_positions
 from . import data, features
 
-__all__ = ["VOCAB", "VOICES", "WordRecognizer", "train_recognizer", "transcribe", "word_errors",
+__all__ = ["VOCAB", "VOICES", "WordRecognizer", "train_recognizer", "transcribe", "word_errors", "matched_words",
            "word_error_rate", "voice_accuracy", "speaker_embeddings", "speaker_similarity"]
 
 #: Output labels of the CTC head: index 0 is the blank, then the domain's words in sorted order.
@@ -418,6 +418,33 @@ def word_errors(ref: str, hyp: str) -> tuple[int, int]:
                          prev[j - 1] + (rw != hw))  # substitution or match
         prev = cur
     return prev[-1], len(r)
+
+
+def matched_words(ref: str, hyp: str) -> list[bool]:
+    """For each word of ``ref``: True when it is matched exactly in a minimum-edit alignment of
+    ``hyp`` to ``ref`` (among minimum-edit alignments, one with the most matches)."""
+    r, h = _words(ref, "ref"), _words(hyp, "hyp")
+    n, m = len(r), len(h)
+    # cost[i][j] = (edits, -matches) of the best alignment of r[:i] and h[:j], compared as a tuple
+    cost = [[(i + j, 0) for j in range(m + 1)] for i in range(n + 1)]
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            e, k = cost[i - 1][j - 1]
+            diag = (e, k - 1) if r[i - 1] == h[j - 1] else (e + 1, k)
+            up, left = cost[i - 1][j], cost[i][j - 1]
+            cost[i][j] = min(diag, (up[0] + 1, up[1]), (left[0] + 1, left[1]))
+    out, i, j = [False] * n, n, m
+    while i > 0 and j > 0:
+        e, k = cost[i - 1][j - 1]
+        match = r[i - 1] == h[j - 1]
+        if cost[i][j] == ((e, k - 1) if match else (e + 1, k)):
+            out[i - 1] = match
+            i, j = i - 1, j - 1
+        elif cost[i][j] == (cost[i - 1][j][0] + 1, cost[i - 1][j][1]):
+            i -= 1
+        else:
+            j -= 1
+    return out
 
 
 def word_error_rate(references: Sequence[str], hypotheses: Sequence[str]) -> float:
