@@ -31,7 +31,7 @@ __all__ = ["SAMPLE_RATE", "VOICES", "SPEEDS", "WORDS", "Utterance", "espeak_avai
            "random_sentence", "sentences", "make_split", "CACHE_DIR", "slot_mask", "resample_slots"]
 
 SAMPLE_RATE = 16_000
-#: espeak-ng voice names (language + variant): two American, two British; male and female variants.
+#: Four espeak-ng voices, each a language plus a variant; two American, two British, male and female.
 VOICES = ("en-us", "en-us+f3", "en-gb-x-rp", "en-gb-scotland+f2")
 #: Speaking rates in words per minute (espeak-ng ``-s``).
 SPEEDS = (140, 175, 210)
@@ -59,7 +59,7 @@ WORDS = tuple(sorted({w for t in _TEMPLATES for w in t.split() if not w.startswi
 
 @dataclass(frozen=True)
 class Utterance:
-    """One (text, waveform) pair: ``wave`` is float32 in [-1, 1] at :data:`SAMPLE_RATE`."""
+    """One (text, waveform) pair: ``wave`` is float32 in [-1, 1] at ``SAMPLE_RATE``."""
     text: str
     voice: str
     speed: int
@@ -86,7 +86,7 @@ def _check_voice_speed(voice, speed) -> None:
 
 
 def speak(text: str, voice: str = "en-us", speed: int = 175) -> np.ndarray:
-    """``text`` spoken by espeak-ng: a float32 waveform at :data:`SAMPLE_RATE` (16 kHz).
+    """``text`` spoken by espeak-ng: a float32 waveform at ``SAMPLE_RATE`` (16 kHz).
 
     espeak-ng writes 22,050 Hz 16-bit mono WAV; it is resampled with a polyphase filter
     (``scipy.signal.resample_poly``, ratio 320/441) and trimmed of leading and trailing silence.
@@ -178,7 +178,7 @@ def make_split(split: str, n: int, seed: int = 0, *, voices=VOICES, speeds=SPEED
                cache: bool = True) -> list[Utterance]:
     """``n`` utterances of ``split``: distinct sentences, each in a random voice and speed.
 
-    Cached as one ``.npz`` under :data:`CACHE_DIR` (keyed by the arguments), since espeak-ng takes
+    Cached as one ``.npz`` under ``CACHE_DIR`` (keyed by the arguments), since espeak-ng takes
     about 20 ms per sentence.
     """
     for v in voices:

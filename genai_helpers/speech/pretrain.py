@@ -35,7 +35,7 @@ __all__ = ["WEIGHTS_DIR", "TRAIN_UTTERANCES", "SEED", "save_fp16", "train_codec_
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MANIFEST = "manifest.json"
-#: The data every stage trains on: the train split of :func:`genai_helpers.speech.data.make_split`.
+#: Utterances of the train split (``data.make_split``) that every stage trains on.
 TRAIN_UTTERANCES = 1500
 SEED = 0
 

@@ -51,9 +51,9 @@ from . import data, features
 __all__ = ["VOCAB", "VOICES", "WordRecognizer", "train_recognizer", "transcribe", "word_errors", "matched_words",
            "word_error_rate", "voice_accuracy", "speaker_embeddings", "speaker_similarity"]
 
-#: Output labels of the CTC head: index 0 is the blank, then the domain's words in sorted order.
+#: The CTC head's labels, index 0 the blank and then the domain's words in sorted order.
 VOCAB = ("<blank>",) + tuple(data.WORDS)
-#: Classes of the speaker head (espeak-ng voice names), in :data:`data.VOICES` order.
+#: The speaker head's classes, the espeak-ng voices in ``data.VOICES`` order.
 VOICES = tuple(data.VOICES)
 _WORD_ID = {w: i for i, w in enumerate(VOCAB)}
 _LOG_FLOOR = math.log(1e-5)            # log_mel's floor: the value of silence, used for padding
@@ -256,7 +256,7 @@ def train_recognizer(utterances: Sequence, *, steps: int, batch_size: int = 16, 
     """Train a :class:`WordRecognizer` on ``utterances`` (``data.Utterance``: text, voice, wave).
 
     Each step draws ``batch_size`` utterances at random (a pure function of ``seed`` and the step,
-    so a run is repeatable), augments their log-mels (``augment``, see :func:`_augment`) and
+    so a run is repeatable), augments their log-mels (``augment``, see ``_augment``) and
     minimises ``CTC + voice_weight * cross-entropy(voice)`` with AdamW at ``lr`` (linear warm-up
     over the first 5 % of steps, then cosine decay to 5 %), gradients clipped at norm 1.
 

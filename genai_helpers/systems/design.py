@@ -3,7 +3,7 @@ the fleet a load needs, and two small simulations of a fleet over time.
 
 Serving a language model (chapter 09 measures each piece on a small model):
 
-- :class:`ServingGPU`, :data:`SERVING_GPUS` — peak bf16 FLOP/s, memory, memory bandwidth and an
+- :class:`ServingGPU`, ``SERVING_GPUS`` — peak bf16 FLOP/s, memory, memory bandwidth and an
   illustrative hourly price per accelerator (data-sheet numbers; replace the prices with yours).
 - :func:`decode_step` — one decoding step of a batch: it reads every weight and every cached key
   and value once, so at small batch it is bound by memory bandwidth, at large batch by FLOP/s.
