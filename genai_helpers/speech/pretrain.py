@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import os
 import platform
@@ -30,6 +29,7 @@ import torch
 from ..checkpoint import write_atomic
 from . import codec as codec_mod
 from . import data
+from .weights import _sha256
 
 __all__ = ["WEIGHTS_DIR", "TRAIN_UTTERANCES", "SEED", "save_fp16", "train_codec_stage", "train_asr_stage", "main"]
 
@@ -38,14 +38,6 @@ MANIFEST = "manifest.json"
 #: Utterances of the train split (``data.make_split``) that every stage trains on.
 TRAIN_UTTERANCES = 1500
 SEED = 0
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_fp16(module: torch.nn.Module, path: Path) -> str:
