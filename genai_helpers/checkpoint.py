@@ -8,6 +8,7 @@ stopping (``tests/test_training.py`` checks this).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save
 
-__all__ = ["save_checkpoint", "load_checkpoint", "write_atomic"]
+__all__ = ["save_checkpoint", "load_checkpoint", "write_atomic", "file_sha256"]
 
 _META_KEY = "genai_helpers"
 
@@ -138,6 +139,9 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)       # mkstemp makes 0600; give the file a normal file's mode
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -147,3 +151,13 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 hex digest of the file at ``path``, read in 1 MiB chunks (shipped weights carry it
+    in their manifests)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -349,3 +349,15 @@ def test_a_step_based_scheduler_is_refused_with_a_time_budget_or_the_built_in_sc
         train(model, opt, window_batch_fn(STREAM, 8, 16), quiet(steps=3, lr_schedule="cosine"), scheduler=sched)
     with pytest.raises(TypeError, match="hooks"):
         train(model, opt, window_batch_fn(STREAM, 8, 16), quiet(steps=3), hooks=[3])
+
+
+def test_write_atomic_gives_a_normal_file_mode_and_file_sha256_matches_hashlib(tmp_path):
+    import hashlib
+    import os
+    import stat
+    from genai_helpers.checkpoint import file_sha256, write_atomic
+    path = write_atomic(tmp_path / "card.json", "{}\n" * 1000)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~umask     # not mkstemp's 0600
+    assert file_sha256(path) == hashlib.sha256(path.read_bytes()).hexdigest()

@@ -7,7 +7,6 @@ repository; elsewhere a missing file raises ``FileNotFoundError`` that says how 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoint import file_sha256 as _sha256
 from .codec import Codec, CodecConfig
 from .tts import DualARTTS, DurationModel, TTSConfig
 
@@ -61,12 +61,6 @@ def history(stage: str, folder=None, download: bool | None = None) -> list[dict]
     return json.loads(_fetch(_folder(folder), f"{stage}_history.json", download).read_text())
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _load(stage: str, module: torch.nn.Module, folder, download, check_hash: bool) -> dict:

@@ -17,7 +17,6 @@ book's own.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -29,6 +28,7 @@ from typing import Sequence
 import torch
 
 from ..._checks import check_positive_int
+from ...checkpoint import file_sha256 as _sha256
 from ..gpt import GPT, GPTConfig
 
 __all__ = ["BOOK_LM_DIR", "WEIGHTS", "TOKENIZER", "MANIFEST", "BookTokenizer", "load_book_lm", "load_tokenizer",
@@ -129,12 +129,6 @@ def _missing_message(folder: Path) -> str:
             f"that folder (load_book_lm(download=True) does it).")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _download(folder: Path) -> None:
