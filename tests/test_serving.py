@@ -1,6 +1,7 @@
 """Chapter 09 serving package: batching engine and schedulers, paged KV cache, quantisation,
 pruning, distillation, speculative decoding (its output distribution equals the target's), cost."""
 import math
+import random
 
 import numpy as np
 import pytest
@@ -13,9 +14,10 @@ from genai_helpers.serving import batching, cost, distillation, paged_kv, prunin
 from genai_helpers.serving.engine import BatchEngine
 
 
-def tiny_gpt(seed=0, vocab=40, n_layer=2, n_embd=32, block=64):
+def tiny_gpt(seed=0, vocab=40, n_layer=2, n_embd=32, block=64, pos_encoding="learned"):
     torch.manual_seed(seed)
-    return GPT(GPTConfig(vocab_size=vocab, block_size=block, n_layer=n_layer, n_head=2, n_embd=n_embd)).eval()
+    return GPT(GPTConfig(vocab_size=vocab, block_size=block, n_layer=n_layer, n_head=2, n_embd=n_embd,
+                         pos_encoding=pos_encoding)).eval()
 
 
 # ---- workload ---------------------------------------------------------------------------------
@@ -50,8 +52,9 @@ def test_workload_validates_arguments():
 
 
 # ---- engine and schedulers ----------------------------------------------------------------------
-def test_batch_engine_matches_full_forward_for_ragged_rows_and_after_removal():
-    model = tiny_gpt()
+@pytest.mark.parametrize("pos_encoding", ["learned", "rope", "sinusoidal"])
+def test_batch_engine_matches_full_forward_for_ragged_rows_and_after_removal(pos_encoding):
+    model = tiny_gpt(pos_encoding=pos_encoding)
     eng = BatchEngine(model, max_batch=3, max_len=32)
     seqs = [torch.randint(0, 40, (n,), generator=torch.Generator().manual_seed(n)) for n in (3, 7, 5)]
     for s in seqs:
@@ -68,9 +71,10 @@ def test_batch_engine_matches_full_forward_for_ragged_rows_and_after_removal():
             assert torch.allclose(logits[j], model(s[None])[0][0, -1], atol=1e-5)
 
 
-@pytest.mark.parametrize("policy", ["static", "continuous"])
-def test_schedulers_give_each_request_the_models_own_greedy_answer(policy):
-    model = tiny_gpt(1)
+@pytest.mark.parametrize("policy,pos_encoding", [("static", "learned"), ("continuous", "learned"),
+                                                 ("continuous", "rope")])
+def test_schedulers_give_each_request_the_models_own_greedy_answer(policy, pos_encoding):
+    model = tiny_gpt(1, pos_encoding=pos_encoding)
     reqs = workload.poisson_requests(9, 200.0, prompt_len=(2, 10), output_len=(1, 20), vocab_size=40, seed=2)
     rep = batching.serve(model, reqs, policy=policy, max_batch=3)
     for r, out in zip(reqs, rep.outputs):
@@ -406,3 +410,106 @@ def test_measure_step_seconds_returns_positive_medians():
     assert pre > 0 and dec > 0
     with pytest.raises(ValueError, match="max_batch"):
         batching.measure_step_seconds(tiny_gpt(), 0)
+
+
+# ---- prefix caching and copy-on-write ----------------------------------------------------------
+def test_prefix_cache_shares_the_blocks_of_an_identical_prefix():
+    a = paged_kv.BlockAllocator(num_blocks=10, block_size=4, prefix_caching=True)
+    system = list(range(100, 108))                            # two full blocks of shared system prompt
+    assert a.allocate_prompt("u1", system + [1, 2, 3]) == 0   # cold cache
+    assert a.allocate_prompt("u2", system + [7]) == 8         # both system blocks reused
+    assert a.tables["u1"][:2] == a.tables["u2"][:2] and a.tables["u1"][2] != a.tables["u2"][2]
+    assert [a.refcount[b] for b in a.tables["u1"][:2]] == [2, 2]
+    assert a.allocate_prompt("u3", [100, 101, 102, 103, 9]) == 4   # only the first block matches
+    assert a.allocate_prompt("u4", [5] + system) == 0         # same tokens at another position: no hit
+    assert a.prefix_hit_rate == pytest.approx((8 + 4) / (11 + 9 + 5 + 9))
+    with pytest.raises(ValueError, match="non-empty"):
+        a.allocate_prompt("u5", [])
+    with pytest.raises(ValueError, match="prefix_caching=True"):
+        paged_kv.BlockAllocator(4, 4).allocate_prompt("x", [1])
+    with pytest.raises(TypeError, match="prefix_caching"):
+        paged_kv.BlockAllocator(4, 4, prefix_caching="yes")
+
+
+def test_a_fully_cached_prompt_still_recomputes_its_last_token():
+    a = paged_kv.BlockAllocator(num_blocks=6, block_size=4, prefix_caching=True)
+    a.allocate_prompt("x", list(range(8)))
+    assert a.allocate_prompt("y", list(range(8))) == 4        # not 8: the last token's logits are needed
+    assert a.tables["y"][0] == a.tables["x"][0] and a.tables["y"][1] != a.tables["x"][1]
+
+
+def test_freed_prefix_blocks_stay_cached_until_the_pool_needs_them():
+    a = paged_kv.BlockAllocator(num_blocks=4, block_size=2, prefix_caching=True)
+    a.allocate_prompt("x", [1, 2, 3, 4, 5])                   # blocks 0, 1 registered; 2 holds token 5
+    a.free("x")
+    assert a.free_blocks == 4 and a.cached_blocks == 2
+    assert a.allocate_prompt("y", [1, 2, 3, 4, 9]) == 4       # served from the freed-but-cached blocks
+    a.free("y")
+    a.allocate("big", 8)                                      # needs every block: the cache is evicted
+    assert a.cached_blocks == 0
+    a.free("big")
+    assert a.allocate_prompt("z", [1, 2, 3, 4, 9]) == 0
+    with pytest.raises(paged_kv.OutOfBlocks):
+        a.allocate_prompt("w", list(range(20)))
+
+
+def test_fork_then_append_copies_the_shared_partial_block_only():
+    a = paged_kv.BlockAllocator(num_blocks=8, block_size=4)
+    a.allocate("p", 6)                                        # blocks [0, 1]; block 1 half full
+    a.fork("p", "c")
+    assert a.tables["c"] == [0, 1] and a.refcount[0] == a.refcount[1] == 2
+    assert a.append("c") == [2] and a.copies == [(1, 2)]      # copy-on-write of block 1
+    assert a.tables["c"] == [0, 2] and a.refcount[1] == 1 and a.refcount[0] == 2
+    assert a.append("p") == [] and a.copies == [(1, 2)]       # the parent now owns block 1 alone
+    a.free("p")
+    a.free("c")
+    assert a.free_blocks == 8 and not a.refcount
+
+
+def test_paged_store_with_sharing_matches_contiguous_caches():
+    """Random prompts with shared prefixes, forks and appends: every gather equals the keys and
+    values a contiguous cache of that sequence would hold."""
+    torch.manual_seed(0)
+    rng = random.Random(0)
+    H, D, bs = 2, 3, 4
+    store = paged_kv.PagedKVStore(paged_kv.BlockAllocator(64, bs, prefix_caching=True), n_head=H, head_dim=D)
+
+    def kv_of(tokens):                                        # a deterministic "model": kv depends on the prefix
+        ks, vs, h = [], [], 0
+        for t in tokens:
+            h = (h * 31 + t) % 1009
+            g = torch.Generator().manual_seed(h)
+            ks.append(torch.randn(H, 1, D, generator=g))
+            vs.append(torch.randn(H, 1, D, generator=g))
+        return torch.cat(ks, 1), torch.cat(vs, 1)
+
+    prefixes = [[1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 3, 4, 9, 9, 9, 9], [4, 3, 2, 1]]
+    seqs: dict[str, list[int]] = {}
+    for i in range(30):
+        op = rng.random()
+        if op < 0.4 or not seqs:
+            toks = rng.choice(prefixes) + [rng.randrange(20) for _ in range(rng.randrange(1, 7))]
+            name = f"s{i}"
+            k_all, v_all = kv_of(toks)
+            start = store.write_prompt(name, toks, lambda s: (k_all[:, s:], v_all[:, s:]))
+            assert start % bs == 0 and start < len(toks)
+            seqs[name] = toks
+        elif op < 0.55:
+            parent = rng.choice(sorted(seqs))
+            store.fork(parent, f"f{i}")
+            seqs[f"f{i}"] = list(seqs[parent])
+        elif op < 0.85:
+            name = rng.choice(sorted(seqs))
+            new = [rng.randrange(20) for _ in range(rng.randrange(1, 4))]
+            k_all, v_all = kv_of(seqs[name] + new)
+            store.write(name, k_all[:, -len(new):], v_all[:, -len(new):])
+            seqs[name] += new
+        else:
+            name = rng.choice(sorted(seqs))
+            store.free(name)
+            del seqs[name]
+        for name, toks in seqs.items():
+            k, v = store.gather(name)
+            k_ref, v_ref = kv_of(toks)
+            assert torch.equal(k, k_ref) and torch.equal(v, v_ref), (i, name)
+    assert store.alloc.prefix_hit_tokens > 0 and store.alloc.copies == []

@@ -8,7 +8,9 @@ its own position, and attention masks out the unused tail of every slot. Active 
 packed at the front (a finished request's slot is filled by the last active one), so a step only
 touches ``cache[:active]``.
 
-Learned positions only (the GPT-2 layout the chapter trains). The engine runs the model's own
+Every position encoding of the book's GPT works: learned positions are added per row, rotary
+tables (the book LM's RoPE) are built for each row's own position, and the sinusoidal table is
+indexed per row. The engine runs the model's own
 blocks (:class:`genai_helpers.models.gpt.Block`), giving each an explicit attention mask and a
 slot store in place of a :class:`~genai_helpers.models.gpt.KVCache`: what is written here is only
 where each row's new key goes and which keys it may see. Tests check its logits against
@@ -16,9 +18,12 @@ where each row's new key goes and which keys it may see. Tests check its logits 
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .._checks import check_positive_int
+from ..positional import rope_cos_sin, sinusoidal_positions
 
 __all__ = ["BatchEngine"]
 
@@ -49,8 +54,9 @@ class BatchEngine:
 
     def __init__(self, model, max_batch: int, max_len: int | None = None):
         cfg = model.config
-        if cfg.pos_encoding != "learned":
-            raise ValueError(f"BatchEngine supports pos_encoding='learned', got {cfg.pos_encoding!r}")
+        if cfg.pos_encoding not in ("learned", "rope", "sinusoidal"):
+            raise ValueError(f"BatchEngine supports pos_encoding 'learned', 'rope' or 'sinusoidal', "
+                             f"got {cfg.pos_encoding!r}")
         self.model, self.cfg = model, cfg
         self.max_batch = check_positive_int("max_batch", max_batch)
         self.max_len = check_positive_int("max_len", max_len or cfg.block_size)
@@ -62,6 +68,22 @@ class BatchEngine:
         self.v = [torch.zeros(shape, dtype=p.dtype, device=p.device) for _ in range(cfg.n_layer)]
         self.lengths = torch.zeros(max_batch, dtype=torch.long, device=p.device)
         self.active = 0
+        self._sin = (sinusoidal_positions(self.max_len, cfg.n_embd, cfg.rope_base).to(p.device, p.dtype)
+                     if cfg.pos_encoding == "sinusoidal" else None)
+
+    def _embed(self, tokens: torch.Tensor, pos: torch.Tensor):
+        """Embeddings ``(A, 1, C)`` of one new token per row at that row's own position, and the
+        rotary tables ``(A, 1, 1, hd)`` (broadcast over heads) when the model uses RoPE."""
+        cfg, tr = self.cfg, self.model.transformer
+        x, rope = tr.wte(tokens), None
+        if cfg.pos_encoding == "learned":
+            x = x + tr.wpe(pos)
+        elif cfg.pos_encoding == "sinusoidal":
+            x = x * math.sqrt(cfg.n_embd) + self._sin[pos]       # as GPT._embed: tokens scaled by sqrt(d)
+        else:
+            cos, sin = rope_cos_sin(pos, cfg.head_dim, cfg.rope_base, dtype=x.dtype)
+            rope = (cos[:, None, None, :], sin[:, None, None, :])
+        return x[:, None], rope
 
     @torch.no_grad()
     def add(self, prompt: torch.Tensor) -> tuple[int, torch.Tensor]:
@@ -91,12 +113,12 @@ class BatchEngine:
         if int(pos.max()) >= self.max_len:
             raise RuntimeError(f"a slot is full (max_len={self.max_len})")
         tr = self.model.transformer
-        x = (tr.wte(tokens) + tr.wpe(pos))[:, None]                       # (A, 1, C): one new token per slot
+        x, rope = self._embed(tokens, pos)                                 # (A, 1, C): one new token per slot
         L = int(pos.max()) + 1
         mask = (torch.arange(L, device=pos.device)[None, :] <= pos[:, None])[:, None, None, :]   # (A, 1, 1, L)
         store = _SlotStore(self, pos, L)
         for layer, block in enumerate(tr.h):
-            x = block(x, cache=store, layer=layer, attn_mask=mask)       # the model's own block
+            x = block(x, rope=rope, cache=store, layer=layer, attn_mask=mask)   # the model's own block
         self.lengths[:A] += 1
         return self.model.lm_head(tr.ln_f(x[:, 0]))
 
