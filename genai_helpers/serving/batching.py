@@ -8,6 +8,10 @@ they differ only in *when* requests join and leave the batch:
   keep computing (their tokens are thrown away) and newcomers wait for the whole batch.
 - **continuous** (iteration-level scheduling, as in Orca and vLLM): after *every* decoding step,
   finished requests leave and waiting ones are prefilled into the free slots.
+- **chunked prefill** (continuous with ``prefill_chunk=C``, as in Sarathi-Serve and vLLM): a new
+  prompt is prefilled at most ``C`` tokens per iteration, between decoding steps, so a long prompt
+  no longer stalls every running request for its whole prefill; the price is a later first token
+  for the long prompt itself.
 
 Time is simulated on a clock that advances by the measured duration of each prefill and decoding
 step (or by ``step_cost`` if given, for deterministic tests), and jumps to the next arrival when the
@@ -44,6 +48,13 @@ class ServeReport:
     wasted_row_steps: int            # static: decoding rows spent on already-finished requests
     timeline: list[tuple[float, int]] = field(default_factory=list)   # (time, active rows) after each step
     outputs: list[list[int]] = field(default_factory=list)
+    max_gap: np.ndarray | None = None  # seconds, per request: longest wait between two of its tokens
+
+    @property
+    def tpot(self) -> np.ndarray:
+        """Time per output token after the first, per request (NaN for one-token requests)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.tokens > 1, (self.latency - self.ttft) / np.maximum(self.tokens - 1, 1), np.nan)
 
     @property
     def throughput(self) -> float:
@@ -56,11 +67,14 @@ class ServeReport:
 
     def summary(self) -> dict:
         lat, tt = self.percentiles("latency"), self.percentiles("ttft")
+        tpot = self.tpot[~np.isnan(self.tpot)]
+        tp = {f"tpot_{k}_s": (float(np.percentile(tpot, q)) if tpot.size else float("nan"))
+              for k, q in (("p50", 50), ("p95", 95), ("p99", 99))}
         return {"policy": self.policy, "max_batch": self.max_batch, "requests": len(self.tokens),
                 "tokens": int(self.tokens.sum()), "makespan_s": self.makespan, "throughput_tok_s": self.throughput,
                 "ttft_p50_s": tt["p50"], "ttft_p95_s": tt["p95"], "ttft_p99_s": tt["p99"],
                 "latency_p50_s": lat["p50"], "latency_p95_s": lat["p95"], "latency_p99_s": lat["p99"],
-                "busy_s": self.busy_seconds, "wasted_row_steps": self.wasted_row_steps}
+                "busy_s": self.busy_seconds, "wasted_row_steps": self.wasted_row_steps, **tp}
 
 
 def _pick(logits: torch.Tensor, temperature: float, generator) -> torch.Tensor:
@@ -72,8 +86,12 @@ def _pick(logits: torch.Tensor, temperature: float, generator) -> torch.Tensor:
 
 def serve(model, requests: Sequence[Request], *, policy: str = "continuous", max_batch: int = 8,
           temperature: float = 0.0, eos_id: int | None = None, generator: torch.Generator | None = None,
-          step_cost: Callable[[str, int], float] | None = None, max_len: int | None = None) -> ServeReport:
+          step_cost: Callable[[str, int], float] | None = None, max_len: int | None = None,
+          prefill_chunk: int | None = None) -> ServeReport:
     """Serve ``requests`` with ``policy`` ("static" or "continuous") and at most ``max_batch`` at once.
+
+    ``prefill_chunk`` (continuous only): prefill new prompts at most this many tokens per iteration,
+    interleaved with the decoding steps of the running requests (chunked prefill).
 
     Each request generates ``max_new_tokens`` tokens (fewer if it emits ``eos_id``), greedily when
     ``temperature=0``. ``step_cost(kind, n)`` (``kind`` "prefill" with ``n`` prompt tokens, or
@@ -82,6 +100,10 @@ def serve(model, requests: Sequence[Request], *, policy: str = "continuous", max
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
     check_positive_int("max_batch", max_batch)
+    if prefill_chunk is not None:
+        check_positive_int("prefill_chunk", prefill_chunk)
+        if policy != "continuous":
+            raise ValueError(f"prefill_chunk needs policy='continuous', got policy={policy!r}")
     if not requests:
         raise ValueError("requests must not be empty")
     max_len = max_len or model.config.block_size
@@ -95,6 +117,8 @@ def serve(model, requests: Sequence[Request], *, policy: str = "continuous", max
     order = sorted(range(len(requests)), key=lambda i: (requests[i].arrival, i))
     n = len(requests)
     first = np.full(n, np.nan); done = np.full(n, np.nan); ntok = np.zeros(n, dtype=np.int64)
+    last = np.full(n, np.nan); max_gap = np.zeros(n)
+    prefilling: list[list] = []           # chunked prefill: [request, its own KV cache, tokens done]
     outputs: list[list[int]] = [[] for _ in range(n)]
     slot_req: list[int] = []              # request index held by each active slot
     finished_in_batch: set[int] = set()   # static: rows done but still computing
@@ -115,6 +139,9 @@ def serve(model, requests: Sequence[Request], *, policy: str = "continuous", max
         """Record a token for request i; True when the request is complete."""
         if np.isnan(first[i]):
             first[i] = clock
+        else:
+            max_gap[i] = max(max_gap[i], clock - last[i])
+        last[i] = clock
         outputs[i].append(tok); ntok[i] += 1
         if ntok[i] >= requests[i].max_new_tokens or (eos_id is not None and tok == eos_id):
             done[i] = clock
@@ -123,10 +150,30 @@ def serve(model, requests: Sequence[Request], *, policy: str = "continuous", max
 
     def admit(i: int) -> None:
         slot, logits = timed("prefill", requests[i].prompt_len, lambda: engine.add(requests[i].prompt))
+        start(i, logits)
+
+    def start(i: int, logits: torch.Tensor) -> None:
         tok = int(_pick(logits, temperature, generator))
         slot_req.append(i); next_tok.append(tok)
         if emit(i, tok):
             finished_in_batch.add(i)
+
+    def prefill_chunks() -> None:
+        """Chunked prefill: spend at most ``prefill_chunk`` prompt tokens this iteration, oldest first."""
+        budget = prefill_chunk
+        while prefilling and budget > 0:
+            i, cache, done_tok = prefilling[0]
+            prompt = requests[i].prompt.reshape(-1).to(engine.lengths.device)
+            c = min(budget, requests[i].prompt_len - done_tok)
+            logits = timed("prefill", c, lambda: model.forward_cached(prompt[done_tok:done_tok + c][None], cache)[0, -1])
+            prefilling[0][2] += c
+            budget -= c
+            if prefilling[0][2] == requests[i].prompt_len:
+                prefilling.pop(0)
+                engine.add_cache(cache)
+                start(i, logits)
+                if i in finished_in_batch:                        # a one-token request ends at prefill
+                    finished_in_batch.discard(i); drop(engine.active - 1)
 
     def drop(pos: int) -> None:
         moved = engine.remove(pos)
@@ -138,7 +185,12 @@ def serve(model, requests: Sequence[Request], *, policy: str = "continuous", max
         while True:
             while nxt_arrival < n and requests[order[nxt_arrival]].arrival <= clock:
                 waiting.append(order[nxt_arrival]); nxt_arrival += 1
-            if policy == "continuous":
+            if policy == "continuous" and prefill_chunk is not None:
+                while waiting and engine.active + len(prefilling) < max_batch:
+                    i = waiting.pop(0)
+                    prefilling.append([i, model.new_cache(1, max_len=requests[i].prompt_len), 0])
+                prefill_chunks()
+            elif policy == "continuous":
                 while waiting and engine.active < max_batch:
                     i = waiting.pop(0)
                     admit(i)
@@ -152,6 +204,8 @@ def serve(model, requests: Sequence[Request], *, policy: str = "continuous", max
                 for pos in range(len(slot_req) - 1, -1, -1):
                     drop(pos)
                 finished_in_batch.clear()
+                if prefilling:                                    # chunked prefill still has work
+                    continue
                 if nxt_arrival >= n and not waiting:
                     break
                 if not waiting:
@@ -178,7 +232,7 @@ def serve(model, requests: Sequence[Request], *, policy: str = "continuous", max
     arrivals = np.array([r.arrival for r in requests])
     return ServeReport(policy=policy, max_batch=max_batch, ttft=first - arrivals, latency=done - arrivals, tokens=ntok,
                        makespan=float(np.nanmax(done) - arrivals.min()), busy_seconds=busy, wasted_row_steps=wasted,
-                       timeline=timeline, outputs=outputs)
+                       timeline=timeline, outputs=outputs, max_gap=max_gap)
 
 
 def measure_step_seconds(model, max_batch: int, *, prompt_len: int = 16, steps: int = 20) -> tuple[float, float]:

@@ -48,6 +48,7 @@ class BatchEngine:
     """``BatchEngine(model, max_batch, max_len)``: slots ``0..max_batch-1`` of ``max_len`` tokens each.
 
     ``add(prompt) -> (slot, logits (V,))`` prefills a request into the next free slot;
+    ``add_cache(cache) -> slot`` places a request prefilled elsewhere (chunked prefill);
     ``step(tokens (A,)) -> logits (A, V)`` appends one token to each of the ``A`` active slots;
     ``remove(slot)`` frees a slot (the last active slot moves into it; returns its old index or None).
     """
@@ -95,13 +96,25 @@ class BatchEngine:
             raise ValueError(f"prompt length must be in [1, max_len={self.max_len}), got {T}")
         cache = self.model.new_cache(1, max_len=T)
         logits = self.model.forward_cached(prompt[None].to(self.lengths.device), cache)[0, -1]
+        return self.add_cache(cache), logits
+
+    def add_cache(self, cache) -> int:
+        """Put a request whose prompt is already in ``cache`` (a one-row
+        :class:`~genai_helpers.models.gpt.KVCache`, for example filled chunk by chunk) into the next
+        free slot; returns the slot."""
+        if self.active >= self.max_batch:
+            raise RuntimeError(f"all {self.max_batch} slots are busy")
+        T = cache.length
+        if cache.batch_size != 1 or not 1 <= T < self.max_len:
+            raise ValueError(f"cache must hold one row of 1 to {self.max_len - 1} tokens, got "
+                             f"{cache.batch_size} rows of {T}")
         slot = self.active
         for layer in range(self.cfg.n_layer):
-            self.k[layer][slot, :, :T] = cache.k[layer][0]
-            self.v[layer][slot, :, :T] = cache.v[layer][0]
+            self.k[layer][slot, :, :T] = cache.k[layer][0, :, :T]
+            self.v[layer][slot, :, :T] = cache.v[layer][0, :, :T]
         self.lengths[slot] = T
         self.active += 1
-        return slot, logits
+        return slot
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
