@@ -547,3 +547,44 @@ def test_chunked_prefill_trades_the_long_prompts_first_token_for_smooth_decoding
         batching.serve(model, short, policy="static", prefill_chunk=8)
     with pytest.raises(ValueError, match="prefill_chunk"):
         batching.serve(model, short, prefill_chunk=0)
+
+
+# ---- grouped-query attention -------------------------------------------------------------------
+@pytest.mark.parametrize("pos_encoding", ["learned", "rope"])
+def test_gqa_model_caches_fewer_heads_and_its_cached_decoding_matches_the_full_forward(pos_encoding):
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=40, block_size=32, n_layer=2, n_head=4, n_embd=32, n_kv_head=2, pos_encoding=pos_encoding)
+    model = GPT(cfg).eval()
+    assert model.transformer.h[0].attn.c_attn.weight.shape == (32 + 2 * 2 * 8, 32)
+    idx = torch.randint(0, 40, (2, 12))
+    cache = model.new_cache(2, max_len=12)
+    assert cache.k[0].shape == (2, 2, 12, 8)                          # 2 key/value heads cached, not 4
+    out = torch.cat([model.forward_cached(idx[:, :5], cache)] + [model.forward_cached(idx[:, t:t + 1], cache)
+                                                                 for t in range(5, 12)], dim=1)
+    assert torch.allclose(out, model(idx)[0], atol=1e-5)
+    maps = model.attention_weights(idx)
+    assert maps.shape == (2, 2, 4, 12, 12) and torch.allclose(maps.sum(-1), torch.ones(2, 2, 4, 12))
+    eng = BatchEngine(model, max_batch=2, max_len=32)                 # the serving engine too
+    _, logits = eng.add(idx[0, :6])
+    assert torch.allclose(logits, model(idx[:1, :6])[0][0, -1], atol=1e-5)
+    assert torch.allclose(eng.step(idx[0, 6:7]), model(idx[:1, :7])[0][:, -1], atol=1e-5)
+    with pytest.raises(ValueError, match="n_kv_head"):
+        GPTConfig(vocab_size=40, n_head=4, n_embd=32, n_kv_head=3)
+
+
+def test_mha_to_gqa_with_as_many_groups_as_heads_is_the_same_model_and_pools_otherwise():
+    from genai_helpers.models.gpt import mha_to_gqa
+    model = tiny_gpt(4, pos_encoding="rope")                           # n_head = 2
+    idx = torch.randint(0, 40, (1, 10))
+    same = mha_to_gqa(model, 2)
+    assert torch.allclose(same(idx)[0], model(idx)[0], atol=1e-6)
+    mqa = mha_to_gqa(model, 1)
+    w, w1 = model.transformer.h[0].attn.c_attn.weight, mqa.transformer.h[0].attn.c_attn.weight
+    C, hd = 32, 16
+    assert torch.equal(w1[:C], w[:C])                                  # queries copied
+    assert torch.allclose(w1[C:C + hd], (w[C:C + hd] + w[C + hd:2 * C]) / 2)   # keys: mean of the two heads
+    assert mqa.new_cache(1).n_head == 1
+    with pytest.raises(ValueError, match="multi-head"):
+        mha_to_gqa(mqa, 1)
+    with pytest.raises(TypeError, match="GPT"):
+        mha_to_gqa(object(), 1)

@@ -53,7 +53,7 @@ from ..positional import apply_rope, rope_cos_sin, sinusoidal_positions   # RoPE
 from ..transformer import gpt2_init
 
 __all__ = ["POS_ENCODINGS", "ACTIVATIONS", "GPTConfig", "KVCache", "CausalSelfAttention", "MLP", "Block", "GPT",
-           "GPTStep"]
+           "GPTStep", "mha_to_gqa"]
 
 POS_ENCODINGS = ("learned", "sinusoidal", "rope")
 
@@ -83,6 +83,7 @@ class GPTConfig:
     tie_weights: bool = True         # lm_head.weight is the token embedding
     rope_base: float = 10000.0       # RoPE (and sinusoidal) frequency base
     activation: str = "gelu_tanh"    # "gelu_tanh" (GPT-2's gelu_new) | "gelu" (exact erf, nanoGPT/BERT)
+    n_kv_head: int | None = None     # key/value heads: None = n_head (multi-head); 1 = multi-query; else grouped
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -104,10 +105,19 @@ class GPTConfig:
             raise ValueError(f"rope_base must be a float > 1, got {self.rope_base!r}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}, got {self.activation!r}")
+        if self.n_kv_head is not None:
+            check_positive_int("n_kv_head", self.n_kv_head)
+            if self.n_head % self.n_kv_head:
+                raise ValueError(f"n_kv_head must divide n_head={self.n_head}, got n_kv_head={self.n_kv_head}")
 
     @property
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
+
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads: ``n_kv_head``, or ``n_head`` when it is None (multi-head attention)."""
+        return self.n_kv_head or self.n_head
 
 
 # --------------------------------------------------------------------------------------------
@@ -183,6 +193,10 @@ class KVCache:
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention with fused ``c_attn`` (q, k, v) and output ``c_proj``.
 
+    With ``config.n_kv_head = G < n_head`` (grouped-query attention; ``G = 1`` is multi-query),
+    ``c_attn`` makes ``n_head`` query heads but only ``G`` key and value heads, each shared by
+    ``n_head / G`` consecutive query heads; the cache stores the ``G`` heads only.
+
     ``x`` ``(B, T, C)``; ``rope`` the ``(cos, sin)`` tables ``(T, hd)`` of the new tokens'
     positions; ``cache`` anything with ``update(layer, k, v)``
     returning all keys/values so far (a :class:`KVCache`, or the serving engine's slots).
@@ -194,21 +208,26 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.n_head, self.head_dim, self.dropout = config.n_head, config.head_dim, config.dropout
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.n_kv = config.kv_heads
+        self.c_attn = nn.Linear(config.n_embd, config.n_embd + 2 * self.n_kv * self.head_dim, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
                 cache: KVCache | None = None, layer: int = 0, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.n_head, self.head_dim).transpose(1, 2) for t in (q, k, v))   # (B, H, T, hd)
+        kv = self.n_kv * self.head_dim
+        q, k, v = self.c_attn(x).split([C, kv, kv], dim=2)
+        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)                 # (B, H, T, hd)
+        k, v = (t.view(B, T, self.n_kv, self.head_dim).transpose(1, 2) for t in (k, v))   # (B, G, T, hd)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         past = 0
         if cache is not None:
             past = cache.length if attn_mask is None else None
-            k, v = cache.update(layer, k, v)                                  # (B, H, past + T, hd)
+            k, v = cache.update(layer, k, v)                                  # (B, G, past + T, hd)
+        if self.n_kv != self.n_head:                                          # each key head serves a group
+            k, v = (t.repeat_interleave(self.n_head // self.n_kv, dim=1) for t in (k, v))
         drop = self.dropout if self.training else 0.0
         if attn_mask is not None:                                             # the caller's mask, as is
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=drop)
@@ -294,7 +313,7 @@ class GPT(nn.Module):
     def new_cache(self, batch_size: int, max_len: int | None = None, device=None, dtype=None) -> KVCache:
         """An empty :class:`KVCache` for this model (on the model's device/dtype by default)."""
         p = self.transformer.wte.weight
-        return KVCache(self.config.n_layer, batch_size, self.config.n_head, self.config.head_dim, max_len,
+        return KVCache(self.config.n_layer, batch_size, self.config.kv_heads, self.config.head_dim, max_len,
                        device=device or p.device, dtype=dtype or p.dtype)
 
     def _check_idx(self, idx) -> torch.Tensor:
@@ -362,7 +381,7 @@ class GPT(nn.Module):
     def _check_cache(self, cache) -> KVCache:
         if not isinstance(cache, KVCache):
             raise TypeError(f"cache must be a KVCache (model.new_cache(...)), got {type(cache).__name__}")
-        if len(cache.k) != self.config.n_layer or cache.n_head != self.config.n_head or cache.head_dim != self.config.head_dim:
+        if len(cache.k) != self.config.n_layer or cache.n_head != self.config.kv_heads or cache.head_dim != self.config.head_dim:
             raise ValueError("cache was made for a different model shape (use model.new_cache)")
         return cache
 
@@ -400,13 +419,14 @@ class GPT(nn.Module):
         self.eval()
         try:
             B, T = idx.shape
-            C, H, hd = self.config.n_embd, self.config.n_head, self.config.head_dim
+            C, H, hd, G = self.config.n_embd, self.config.n_head, self.config.head_dim, self.config.kv_heads
             x, rope = self._embed(idx, 0)
             allowed = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
             maps = []
             for i, block in enumerate(self.transformer.h):
-                q, k, _ = block.attn.c_attn(block.ln_1(x)).split(C, dim=2)
-                q, k = (t.view(B, T, H, hd).transpose(1, 2) for t in (q, k))            # (B, H, T, hd)
+                q, k, _ = block.attn.c_attn(block.ln_1(x)).split([C, G * hd, G * hd], dim=2)
+                q = q.view(B, T, H, hd).transpose(1, 2)                                   # (B, H, T, hd)
+                k = k.view(B, T, G, hd).transpose(1, 2).repeat_interleave(H // G, dim=1)
                 if rope is not None:
                     q, k = apply_rope(q, *rope), apply_rope(k, *rope)
                 scores = (q @ k.transpose(-2, -1)) / math.sqrt(hd)                        # (B, H, T, T)
@@ -495,9 +515,9 @@ class GPT(nn.Module):
         from transformers import GPT2Config, GPT2LMHeadModel
 
         c = self.config
-        if c.pos_encoding != "learned" or not c.bias:
-            raise ValueError(f"to_hf_gpt2 needs pos_encoding='learned' and bias=True, got "
-                             f"pos_encoding={c.pos_encoding!r}, bias={c.bias}")
+        if c.pos_encoding != "learned" or not c.bias or c.kv_heads != c.n_head:
+            raise ValueError(f"to_hf_gpt2 needs pos_encoding='learned', bias=True and multi-head attention, got "
+                             f"pos_encoding={c.pos_encoding!r}, bias={c.bias}, n_kv_head={c.n_kv_head}")
         hf_cfg = GPT2Config(vocab_size=c.vocab_size, n_positions=c.block_size, n_embd=c.n_embd, n_layer=c.n_layer,
                             n_head=c.n_head,
                             activation_function="gelu_new" if c.activation == "gelu_tanh" else "gelu", resid_pdrop=c.dropout,
@@ -514,8 +534,36 @@ class GPT(nn.Module):
         return hf.eval()
 
     def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in asdict(self.config).items())
+        return ", ".join(f"{k}={v}" for k, v in asdict(self.config).items() if not (k == "n_kv_head" and v is None))
 
+
+
+def mha_to_gqa(model: GPT, n_kv_head: int) -> GPT:
+    """A copy of multi-head ``model`` with ``n_kv_head`` key/value heads (grouped-query attention),
+    initialised as in Ainslie et al. (2023): each group's key and value projections are the mean of
+    its ``n_head / n_kv_head`` heads' projections; everything else is copied. The copy is close to
+    the original, not equal to it: a short fine-tune ("uptraining") recovers the rest."""
+    if not isinstance(model, GPT):
+        raise TypeError(f"model must be a GPT, got {type(model).__name__}")
+    c = model.config
+    if c.kv_heads != c.n_head:
+        raise ValueError(f"model must use multi-head attention (n_kv_head None or {c.n_head}), got {c.n_kv_head}")
+    new_cfg = GPTConfig(**{**asdict(c), "n_kv_head": n_kv_head})          # validates n_kv_head
+    out = GPT(new_cfg).to(device=model.transformer.wte.weight.device, dtype=model.transformer.wte.weight.dtype)
+    src = model.state_dict()
+    G, H, hd, C = new_cfg.kv_heads, c.n_head, c.head_dim, c.n_embd
+
+    def pool(t: torch.Tensor) -> torch.Tensor:        # rows of H heads (H*hd, ...) -> rows of G heads (G*hd, ...)
+        return t.reshape(G, H // G, hd, *t.shape[1:]).mean(1).reshape(G * hd, *t.shape[1:])
+
+    with torch.no_grad():
+        for name, tensor in out.state_dict().items():
+            if name.endswith("attn.c_attn.weight") or name.endswith("attn.c_attn.bias"):
+                q, k, v = src[name].split(C, dim=0)
+                tensor.copy_(torch.cat([q, pool(k), pool(v)], dim=0))
+            else:
+                tensor.copy_(src[name])
+    return out.train(model.training)
 
 # --------------------------------------------------------------------------------------------
 # Step function for the decode loop and beam search

@@ -64,7 +64,7 @@ class BatchEngine:
         if self.max_len > cfg.block_size:
             raise ValueError(f"max_len must be <= block_size={cfg.block_size}, got {self.max_len}")
         p = model.transformer.wte.weight
-        shape = (max_batch, cfg.n_head, self.max_len, cfg.head_dim)
+        shape = (max_batch, cfg.kv_heads, self.max_len, cfg.head_dim)   # the cache keeps the key/value heads
         self.k = [torch.zeros(shape, dtype=p.dtype, device=p.device) for _ in range(cfg.n_layer)]
         self.v = [torch.zeros(shape, dtype=p.dtype, device=p.device) for _ in range(cfg.n_layer)]
         self.lengths = torch.zeros(max_batch, dtype=torch.long, device=p.device)
