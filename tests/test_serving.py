@@ -588,3 +588,53 @@ def test_mha_to_gqa_with_as_many_groups_as_heads_is_the_same_model_and_pools_oth
         mha_to_gqa(mqa, 1)
     with pytest.raises(TypeError, match="GPT"):
         mha_to_gqa(object(), 1)
+
+
+# ---- prefix KV cache in the engine --------------------------------------------------------------
+def test_prefix_kv_cache_reuses_shared_system_prompts_with_equal_logits():
+    from genai_helpers.serving.prefix_cache import PrefixKVCache
+    model = GPT(GPTConfig(vocab_size=40, block_size=64, n_layer=2, n_head=4, n_embd=32, n_kv_head=2,
+                          pos_encoding="rope")).eval()
+    g = torch.Generator().manual_seed(1)
+    system = torch.randint(0, 40, (19,), generator=g)                  # 2 full blocks of 8 + 3 tokens
+    prompts = [torch.cat([system, torch.randint(0, 40, (n,), generator=g)]) for n in (2, 5, 1)]
+    pc = PrefixKVCache(block_size=8, max_blocks=16)
+    eng = BatchEngine(model, max_batch=3, max_len=64)
+    for j, p in enumerate(prompts):
+        slot, logits = eng.add(p, pc)
+        assert eng.last_cached == (0 if j == 0 else 16) and eng.last_computed == p.numel() - eng.last_cached
+        assert torch.allclose(logits, model(p[None])[0][0, -1], atol=1e-5)
+    assert torch.allclose(eng.step(torch.tensor([1, 2, 3])),
+                          torch.stack([model(torch.cat([p, torch.tensor([t])])[None])[0][0, -1]
+                                       for p, t in zip(prompts, (1, 2, 3))]), atol=1e-5)
+    assert pc.hit_rate == pytest.approx(32 / sum(p.numel() for p in prompts))
+    assert pc._blocks[next(iter(pc._blocks))][0][0].shape == (2, 8, 8)   # grouped heads stored
+    small = PrefixKVCache(block_size=4, max_blocks=3)
+    small.insert(list(range(12)), [torch.zeros(1, 12, 2)], [torch.zeros(1, 12, 2)])
+    small.insert([9] * 8, [torch.zeros(1, 8, 2)], [torch.zeros(1, 8, 2)])     # evicts the oldest chain's tail
+    assert len(small) == 3 and small.lookup(list(range(12)))[0] == 4
+    with pytest.raises(ValueError, match="non-empty"):
+        small.lookup([])
+    with pytest.raises(ValueError, match="block_size"):
+        PrefixKVCache(block_size=0)
+
+
+@pytest.mark.parametrize("chunk", [None, 4])
+def test_serve_with_prefix_cache_gives_the_same_tokens_and_counts_only_computed_prefill(chunk):
+    from genai_helpers.serving.prefix_cache import PrefixKVCache
+    model = tiny_gpt(5, pos_encoding="rope")
+    g = torch.Generator().manual_seed(2)
+    system = torch.randint(0, 40, (16,), generator=g)
+    reqs = [workload.Request(id=k, arrival=0.01 * k, prompt=torch.cat([system, torch.randint(0, 40, (3,), generator=g)]),
+                             max_new_tokens=4) for k in range(5)]
+    prefilled = []
+    cost = lambda kind, n: (prefilled.append(n) or 0.001 * n) if kind == "prefill" else 0.01
+    pc = PrefixKVCache(block_size=8)
+    rep = batching.serve(model, reqs, policy="continuous", max_batch=2, step_cost=cost, prefix_cache=pc,
+                         prefill_chunk=chunk)
+    for r, out in zip(reqs, rep.outputs):
+        assert out == model.generate(r.prompt[None], 4, temperature=0)[0, r.prompt_len:].tolist()
+    if chunk is None:                       # each later request reuses the two system blocks
+        assert sum(prefilled) == 19 + 4 * 3 and pc.hit_rate == pytest.approx(64 / 95)
+    else:                                   # request 1 starts while request 0 is still mid-prefill: no hit yet
+        assert sum(prefilled) == 2 * 19 + 3 * 3 and pc.hit_rate == pytest.approx(48 / 95)

@@ -87,11 +87,13 @@ def _pick(logits: torch.Tensor, temperature: float, generator) -> torch.Tensor:
 def serve(model, requests: Sequence[Request], *, policy: str = "continuous", max_batch: int = 8,
           temperature: float = 0.0, eos_id: int | None = None, generator: torch.Generator | None = None,
           step_cost: Callable[[str, int], float] | None = None, max_len: int | None = None,
-          prefill_chunk: int | None = None) -> ServeReport:
+          prefill_chunk: int | None = None, prefix_cache=None) -> ServeReport:
     """Serve ``requests`` with ``policy`` ("static" or "continuous") and at most ``max_batch`` at once.
 
     ``prefill_chunk`` (continuous only): prefill new prompts at most this many tokens per iteration,
     interleaved with the decoding steps of the running requests (chunked prefill).
+    ``prefix_cache`` (a :class:`~genai_helpers.serving.prefix_cache.PrefixKVCache`): reuse the keys
+    and values of cached prompt prefixes; the prefill cost counts only the tokens computed.
 
     Each request generates ``max_new_tokens`` tokens (fewer if it emits ``eos_id``), greedily when
     ``temperature=0``. ``step_cost(kind, n)`` (``kind`` "prefill" with ``n`` prompt tokens, or
@@ -127,11 +129,15 @@ def serve(model, requests: Sequence[Request], *, policy: str = "continuous", max
     waiting: list[int] = []
     timeline: list[tuple[float, int]] = []
 
-    def timed(kind: str, size: int, fn):
+    def timed(kind: str, size, fn):
+        """Run ``fn`` and advance the clock; ``size`` may be a callable read after ``fn`` ran."""
         nonlocal clock, busy
         t0 = time.perf_counter()
         out = fn()
-        dt = step_cost(kind, size) if step_cost is not None else time.perf_counter() - t0
+        if step_cost is not None:
+            dt = step_cost(kind, size() if callable(size) else size)
+        else:
+            dt = time.perf_counter() - t0
         clock += dt; busy += dt
         return out
 
@@ -149,7 +155,8 @@ def serve(model, requests: Sequence[Request], *, policy: str = "continuous", max
         return False
 
     def admit(i: int) -> None:
-        slot, logits = timed("prefill", requests[i].prompt_len, lambda: engine.add(requests[i].prompt))
+        slot, logits = timed("prefill", lambda: engine.last_computed,
+                             lambda: engine.add(requests[i].prompt, prefix_cache))
         start(i, logits)
 
     def start(i: int, logits: torch.Tensor) -> None:
@@ -170,6 +177,8 @@ def serve(model, requests: Sequence[Request], *, policy: str = "continuous", max
             budget -= c
             if prefilling[0][2] == requests[i].prompt_len:
                 prefilling.pop(0)
+                if prefix_cache is not None:
+                    prefix_cache.insert(prompt.tolist(), [k[0] for k in cache.k], [v[0] for v in cache.v])
                 engine.add_cache(cache)
                 start(i, logits)
                 if i in finished_in_batch:                        # a one-token request ends at prefill
@@ -188,7 +197,8 @@ def serve(model, requests: Sequence[Request], *, policy: str = "continuous", max
             if policy == "continuous" and prefill_chunk is not None:
                 while waiting and engine.active + len(prefilling) < max_batch:
                     i = waiting.pop(0)
-                    prefilling.append([i, model.new_cache(1, max_len=requests[i].prompt_len), 0])
+                    cache = engine.start_cache(requests[i].prompt.reshape(-1).to(engine.lengths.device), prefix_cache)
+                    prefilling.append([i, cache, cache.length])
                 prefill_chunks()
             elif policy == "continuous":
                 while waiting and engine.active < max_batch:

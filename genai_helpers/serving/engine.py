@@ -47,7 +47,7 @@ class _SlotStore:
 class BatchEngine:
     """``BatchEngine(model, max_batch, max_len)``: slots ``0..max_batch-1`` of ``max_len`` tokens each.
 
-    ``add(prompt) -> (slot, logits (V,))`` prefills a request into the next free slot;
+    ``add(prompt, prefix_cache=None) -> (slot, logits (V,))`` prefills a request into the next free slot;
     ``add_cache(cache) -> slot`` places a request prefilled elsewhere (chunked prefill);
     ``step(tokens (A,)) -> logits (A, V)`` appends one token to each of the ``A`` active slots;
     ``remove(slot)`` frees a slot (the last active slot moves into it; returns its old index or None).
@@ -69,6 +69,7 @@ class BatchEngine:
         self.v = [torch.zeros(shape, dtype=p.dtype, device=p.device) for _ in range(cfg.n_layer)]
         self.lengths = torch.zeros(max_batch, dtype=torch.long, device=p.device)
         self.active = 0
+        self.last_cached = self.last_computed = 0        # prompt tokens reused / run by the last add
         self._sin = (sinusoidal_positions(self.max_len, cfg.n_embd, cfg.rope_base).to(p.device, p.dtype)
                      if cfg.pos_encoding == "sinusoidal" else None)
 
@@ -87,16 +88,39 @@ class BatchEngine:
         return x[:, None], rope
 
     @torch.no_grad()
-    def add(self, prompt: torch.Tensor) -> tuple[int, torch.Tensor]:
+    def add(self, prompt: torch.Tensor, prefix_cache=None) -> tuple[int, torch.Tensor]:
+        """Prefill ``prompt`` into the next free slot. With a
+        :class:`~genai_helpers.serving.prefix_cache.PrefixKVCache`, the keys and values of its longest
+        cached prefix are copied in and the model runs only on the rest (``last_computed`` tokens);
+        the prompt's full blocks are then cached for later requests."""
         if self.active >= self.max_batch:
             raise RuntimeError(f"all {self.max_batch} slots are busy")
-        prompt = prompt.reshape(-1)
+        prompt = prompt.reshape(-1).to(self.lengths.device)
         T = prompt.numel()
         if not 1 <= T < self.max_len:
             raise ValueError(f"prompt length must be in [1, max_len={self.max_len}), got {T}")
-        cache = self.model.new_cache(1, max_len=T)
-        logits = self.model.forward_cached(prompt[None].to(self.lengths.device), cache)[0, -1]
+        cache = self.start_cache(prompt, prefix_cache)
+        logits = self.model.forward_cached(prompt[cache.length:][None], cache)[0, -1]
+        self.last_computed = T - self.last_cached
+        if prefix_cache is not None:
+            prefix_cache.insert(prompt.tolist(), [k[0] for k in cache.k], [v[0] for v in cache.v])
         return self.add_cache(cache), logits
+
+    def start_cache(self, prompt: torch.Tensor, prefix_cache=None):
+        """A one-row KV cache for ``prompt`` holding its longest cached prefix (empty without a
+        prefix cache); ``last_cached`` is set to that prefix's length."""
+        T = prompt.numel()
+        cache = self.model.new_cache(1, max_len=T)
+        n = 0
+        if prefix_cache is not None:
+            n, blocks = prefix_cache.lookup(prompt.tolist())
+            if n:
+                for layer in range(self.cfg.n_layer):
+                    cache.k[layer][0, :, :n] = torch.cat([b[0][layer] for b in blocks], dim=1)
+                    cache.v[layer][0, :, :n] = torch.cat([b[1][layer] for b in blocks], dim=1)
+                cache.length = n
+        self.last_cached = n
+        return cache
 
     def add_cache(self, cache) -> int:
         """Put a request whose prompt is already in ``cache`` (a one-row
