@@ -364,3 +364,84 @@ def test_train_denoiser_on_the_shared_loop_equals_the_old_loop_bit_for_bit():
     for a, b in zip(list(old_net.parameters()) + list(old_ema.model.parameters()),
                     list(net.parameters()) + list(ema.model.parameters())):
         assert torch.equal(a, b)
+
+
+def _loud_eps(x, t):                      # a noise prediction whose x0 estimate leaves [-1, 1]
+    return -1.5 * torch.tanh(x * 0.7 + 0.001 * t.float().view(-1, 1, 1, 1))
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_ddim_clipped_eps_equals_diffusers_use_clipped_model_output(eta):
+    ref = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=True)
+    ref.set_timesteps(20)
+    ours = NoiseSchedule.make("linear", 1000)
+    x_ref = x_ours = x_plain = 2 * torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(4))
+    ts = ref.timesteps.tolist()
+    differs = False
+    for i, t in enumerate(ts):
+        noise = torch.randn(x_ref.shape, generator=torch.Generator().manual_seed(50 + i))
+        prev_t = ts[i + 1] if i + 1 < len(ts) else -1
+        x_ref = ref.step(_loud_eps(x_ref, torch.tensor([t])), t, x_ref, eta=eta, use_clipped_model_output=True,
+                         variance_noise=noise).prev_sample
+        plain = ddim_step(_loud_eps(x_ours, torch.tensor([t])), t, x_ours, ours, prev_t=prev_t, eta=eta, noise=noise)
+        x_ours = ddim_step(_loud_eps(x_ours, torch.tensor([t])), t, x_ours, ours, prev_t=prev_t, eta=eta, noise=noise,
+                           clipped_eps=True)
+        assert torch.allclose(x_ours, x_ref, atol=1e-4), f"step t={t}"
+        differs |= not torch.allclose(plain, x_ours, atol=1e-4)
+    assert differs                                            # the clip did bite, so the control matters
+    with pytest.raises(ValueError, match="clipped_eps"):
+        sample(_fake_eps, (1, 3, 4, 4), ours, method="ddpm", steps=5, clipped_eps=True)
+
+
+@pytest.mark.parametrize("method", ["ddim", "ddpm"])
+def test_dynamic_thresholding_equals_diffusers(method):
+    Sched = DDIMScheduler if method == "ddim" else DDPMScheduler
+    ref = Sched(num_train_timesteps=1000, beta_schedule="linear", thresholding=True, dynamic_thresholding_ratio=0.9,
+                sample_max_value=1.5)
+    ref.set_timesteps(10)
+    ours = NoiseSchedule.make("linear", 1000)
+    x_ref = x_ours = 2 * torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(5))
+    ts = ref.timesteps.tolist()
+    for i, t in enumerate(ts):
+        noise = torch.randn(x_ref.shape, generator=torch.Generator().manual_seed(80 + i))
+        prev_t = ts[i + 1] if i + 1 < len(ts) else -1
+        if method == "ddim":
+            x_ref = ref.step(_loud_eps(x_ref, torch.tensor([t])), t, x_ref).prev_sample
+            x_ours = ddim_step(_loud_eps(x_ours, torch.tensor([t])), t, x_ours, ours, prev_t=prev_t, clip=1.5, threshold=0.9)
+        else:
+            x_ref = ref.step(_loud_eps(x_ref, torch.tensor([t])), t, x_ref,
+                             generator=None if t == 0 else torch.Generator().manual_seed(80 + i)).prev_sample
+            x_ours = ddpm_step(_loud_eps(x_ours, torch.tensor([t])), t, x_ours, ours, prev_t=prev_t, clip=1.5,
+                               threshold=0.9, noise=torch.randn(x_ours.shape, generator=torch.Generator().manual_seed(80 + i)))
+        assert torch.allclose(x_ours, x_ref, atol=1e-4), f"step t={t}"
+    with pytest.raises(ValueError, match="threshold"):
+        ddim_step(x_ours, 10, x_ours, ours, prev_t=5, threshold=1.5)
+
+
+def test_guidance_rescale_equals_diffusers_rescale_noise_cfg():
+    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import rescale_noise_cfg
+    from genai_helpers.diffusion.guidance import classifier_free_guidance
+    g = torch.Generator().manual_seed(6)
+    e_u, e_c = torch.randn(3, 3, 8, 8, generator=g), torch.randn(3, 3, 8, 8, generator=g)
+    for phi in (0.0, 0.7, 1.0):
+        ref = rescale_noise_cfg(e_u + 5.0 * (e_c - e_u), e_c, guidance_rescale=phi)
+        assert torch.allclose(classifier_free_guidance(e_u, e_c, 5.0, rescale=phi), ref, atol=1e-6)
+    out = classifier_free_guidance(e_u, e_c, 5.0, rescale=1.0)
+    assert torch.allclose(out.std(dim=(1, 2, 3)), e_c.std(dim=(1, 2, 3)), atol=1e-5)
+    with pytest.raises(ValueError, match="rescale"):
+        classifier_free_guidance(e_u, e_c, 5.0, rescale=1.5)
+
+
+def test_diffusers_schedulers_run_on_our_schedule_and_ddim_matches_ours():
+    from genai_helpers.diffusion.samplers import diffusers_scheduler, sample_with_scheduler
+    ours = NoiseSchedule.make("cosine", 1000)
+    a, _ = sample(_fake_eps, (2, 3, 4, 4), ours, method="ddim", steps=15, clip=None,
+                  generator=torch.Generator().manual_seed(9))
+    b, info = sample_with_scheduler(_fake_eps, (2, 3, 4, 4), diffusers_scheduler("ddim", ours), steps=15,
+                                    generator=torch.Generator().manual_seed(9))
+    assert torch.allclose(a, b, atol=1e-4) and len(info["timesteps"]) == 15
+    c, _ = sample_with_scheduler(_fake_eps, (2, 3, 4, 4), diffusers_scheduler("dpm++2m", ours), steps=15,
+                                 generator=torch.Generator().manual_seed(9))
+    assert c.shape == a.shape and torch.isfinite(c).all()
+    with pytest.raises(ValueError, match="name"):
+        diffusers_scheduler("euler", ours)
