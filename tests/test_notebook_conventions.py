@@ -48,7 +48,7 @@ PENDING_RESULTS = {
     "04_smart_compose",
     "05_translation", "06_chat_assistant", "09_serving",
     "10_image_captioning", "11_face_generation", "12_image_tokens", "13_text_to_image",
-    "14_personalization", "15_text_to_video",
+    "14_personalization",
 }
 MIN_RESULTS = 5
 

@@ -5,16 +5,18 @@ import pytest
 import torch
 
 from genai_helpers.data.procedural import SCENE_COLOURS
-from genai_helpers.data.video import (DIRECTIONS, SPEEDS, SPEED_NAMES, label_matrix, make_moving_shapes,
-                                      parse_video_prompt, video_prompt)
+from genai_helpers.data.shapes import SHAPES
+from genai_helpers.data.video import (DIRECTION_STEPS, DIRECTIONS, SPEEDS, SPEED_NAMES, label_matrix,
+                                      make_clips_for_captions, make_moving_shapes, parse_video_prompt, video_prompt)
 from genai_helpers.diffusion.interpolation import (MidFrameNet, frame_triplets, interpolate_clip, linear_blend,
                                                    train_mid_frame_net)
 from genai_helpers.diffusion.schedules import NoiseSchedule
 from genai_helpers.diffusion.video import (TemporalAttention, TemporalConv, VideoDenoiser, VideoDenoiserConfig,
-                                           VideoVAE, batch_to_frames, frames_to_batch, video_denoising_loss,
-                                           video_vae_loss)
+                                           VideoVAE, add_temporal_layers, batch_to_frames, frames_to_batch,
+                                           video_denoising_loss, video_vae_loss)
 from genai_helpers.metrics.feature_net import FeatureNet
-from genai_helpers.metrics.video import VideoFeatureNet, fvd, per_frame_fid, shuffle_frames, train_video_feature_net
+from genai_helpers.metrics.video import (VideoFeatureNet, fvd, motion_from_track, per_frame_fid, shuffle_frames,
+                                         track_centroids, train_video_feature_net)
 
 
 def _centroid(frame):
@@ -450,3 +452,121 @@ def test_train_video_feature_net_on_the_shared_loop_equals_the_old_loop():
     assert new.train_report["train_loss"] == pytest.approx(total / spe, rel=1e-6)
     for a, b in zip(old.parameters(), new.parameters()):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+# --- motion: the direction convention, the centroid tracker, caption-matched clips ------------------
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_direction_convention_down_means_growing_row_index(direction):
+    v, _, _ = make_moving_shapes(4, frames=8, size=16, seed=0, direction=direction, speed="quickly")
+    mass = (v - v[:, :, :, :1, :1]).abs().sum(2)                     # (n, T, H, W): the shape's pixels
+    rows = (mass.sum(3) * torch.arange(16.0)).sum(2) / mass.sum((2, 3))
+    cols = (mass.sum(2) * torch.arange(16.0)).sum(2) / mass.sum((2, 3))
+    d_row, d_col = rows[:, -1] - rows[:, 0], cols[:, -1] - cols[:, 0]
+    dx, dy = DIRECTION_STEPS[direction]
+    # "down" moves to larger row indices, i.e. lower in an imshow picture; "right" to larger columns
+    assert torch.all(d_row * dy > 2) if dy else torch.all(d_row.abs() < 0.5)
+    assert torch.all(d_col * dx > 2) if dx else torch.all(d_col.abs() < 0.5)
+
+
+def test_tracker_reads_real_clips_direction_and_speed():
+    v, _, lab = make_moving_shapes(120, frames=8, size=16, seed=3)
+    positions, mass = track_centroids(v.transpose(1, 2) * 2 - 1)
+    assert positions.shape == (120, 8, 2) and mass.shape == (120, 8) and not positions.isnan().any()
+    # the first-frame centre is the generator's start, to a fraction of a pixel (a triangle's centre
+    # of area lies a third of its half-height below the centre it is drawn around, so leave it out)
+    symmetric = lab["shape"] != SHAPES.index("triangle")
+    assert torch.allclose(positions[symmetric, 0], lab["start"][symmetric], atol=0.02)
+    velocity, direction = motion_from_track(positions)
+    assert torch.equal(direction, lab["direction"])
+    speed = velocity.norm(dim=1)
+    expected = torch.tensor([SPEEDS[SPEED_NAMES[i]] for i in lab["speed"]])
+    assert torch.allclose(speed, expected, atol=0.005)
+
+
+def test_tracker_marks_still_empty_and_reversed_clips():
+    v, _, lab = make_moving_shapes(8, frames=8, size=16, seed=4, direction="down")
+    clips = v.transpose(1, 2) * 2 - 1
+    _, d_rev = motion_from_track(track_centroids(clips.flip(2))[0])
+    assert torch.all(d_rev == DIRECTIONS.index("up"))                 # played backwards, "down" reads as "up"
+    frozen = clips[:, :, :1].expand_as(clips)
+    _, d_still = motion_from_track(track_centroids(frozen)[0])
+    assert torch.all(d_still == -1)
+    faded = clips.clone()
+    faded[:, :, 2:] = faded[:, :, 2:, :1, :1]                         # the shape vanishes after frame 2
+    pos, mass = track_centroids(faded)
+    assert pos[:, 2:].isnan().all() and not pos[:, :2].isnan().any() and (mass[:, 2:] < 0.5).all()
+    vel, d = motion_from_track(pos)                                   # two frames still give a direction
+    assert torch.all(d == DIRECTIONS.index("down"))
+    one = pos.clone()
+    one[:, 1] = float("nan")
+    assert torch.all(motion_from_track(one)[1] == -1) and motion_from_track(one)[0].isnan().all()
+
+
+def test_motion_validation():
+    with pytest.raises(ValueError, match="threshold"):
+        track_centroids(torch.zeros(1, 3, 4, 8, 8), threshold=-1)
+    with pytest.raises(ValueError, match="min_mass"):
+        track_centroids(torch.zeros(1, 3, 4, 8, 8), min_mass=0)
+    with pytest.raises(ValueError, match="T >= 2"):
+        track_centroids(torch.zeros(1, 3, 1, 8, 8))
+    with pytest.raises(ValueError, match="positions"):
+        motion_from_track(torch.zeros(2, 4, 3))
+    with pytest.raises(ValueError, match="min_speed"):
+        motion_from_track(torch.zeros(2, 4, 2), min_speed=-0.1)
+
+
+def test_clips_for_captions_follow_their_captions():
+    caps = ["a red circle moving down quickly", "a green triangle moving up slowly", "a blue square moving left"]
+    v, out_caps, lab = make_clips_for_captions(caps, frames=8, size=16, seed=0)
+    assert v.shape == (3, 8, 3, 16, 16) and out_caps == caps
+    _, d = motion_from_track(track_centroids(v.transpose(1, 2) * 2 - 1)[0])
+    assert [DIRECTIONS[i] for i in d] == ["down", "up", "left"]
+    assert lab["speed"][:2].tolist() == [SPEED_NAMES.index("quickly"), SPEED_NAMES.index("slowly")]
+    again, _, _ = make_clips_for_captions(caps, frames=8, size=16, seed=0)
+    other, _, _ = make_clips_for_captions(caps, frames=8, size=16, seed=1)
+    assert torch.equal(v, again) and not torch.equal(v, other)
+    with pytest.raises(ValueError, match="captions"):
+        make_clips_for_captions([])
+    with pytest.raises(ValueError, match="prompt"):
+        make_clips_for_captions(["a red circle"])
+    with pytest.raises(TypeError, match="keyword"):
+        make_clips_for_captions(caps, shape="circle")
+
+
+def test_add_temporal_layers_starts_as_the_image_model():
+    cfg = VideoDenoiserConfig(in_channels=4, channels=(16, 32), vocab_size=20, max_len=6, d_text=32, emb_dim=32,
+                              n_heads=2, temporal=False)
+    torch.manual_seed(0)
+    image = VideoDenoiser(cfg)
+    with torch.no_grad():
+        for p in image.parameters():
+            p.add_(0.05 * torch.randn_like(p))                        # a "trained" model: no zero output layer
+    video = add_temporal_layers(image)
+    assert video.config.temporal and not image.config.temporal
+    x, t = torch.randn(2, 4, 4, 8, 8), torch.tensor([10, 700])
+    ids, mask = torch.randint(0, 20, (2, 6)), torch.ones(2, 6, dtype=torch.bool)
+    with torch.no_grad():
+        assert torch.allclose(video(x, t, ids, mask), image(x, t, ids, mask), atol=1e-6)
+    # the temporal layers train: their zero projections get gradients
+    video(x, t, ids, mask).square().mean().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in video.named_parameters() if ".tattn." in n)
+    with pytest.raises(ValueError, match="temporal"):
+        add_temporal_layers(video)
+    with pytest.raises(TypeError, match="VideoDenoiser"):
+        add_temporal_layers(torch.nn.Linear(2, 2))
+
+
+def test_interpolation_with_wider_gaps():
+    clips = torch.arange(3.0).view(1, 1, 3, 1, 1).expand(1, 3, 3, 2, 2)
+    out = interpolate_clip(clips, times=2)                            # key frames 4 apart
+    assert out.shape[2] == 9 and out[0, 0, :, 0, 0].tolist() == [0, 0.25, 0.5, 0.75, 1, 1.25, 1.5, 1.75, 2]
+    seq = torch.arange(7.0).view(1, 1, 7, 1, 1).expand(2, 3, 7, 1, 1)
+    prev, mid, nxt = frame_triplets(seq, gap=3)
+    assert prev.shape[0] == 2 and mid[0, 0, 0, 0] == 3 and nxt[0, 0, 0, 0] == 6
+    with pytest.raises(ValueError, match="gap"):
+        frame_triplets(seq, gap=4)
+    with pytest.raises(ValueError, match="times"):
+        interpolate_clip(clips, times=0)
+    with pytest.raises(ValueError, match="gaps"):
+        train_mid_frame_net(MidFrameNet(width=8), seq, steps=1, gaps=())

@@ -19,11 +19,14 @@ import torch
 from .procedural import SCENE_COLOURS, _Canvas
 from .shapes import COLOURS, SHAPES
 
-__all__ = ["DIRECTIONS", "SPEEDS", "SPEED_NAMES", "ATTRIBUTES", "video_prompt", "parse_video_prompt",
-           "make_moving_shapes", "label_matrix"]
+__all__ = ["DIRECTIONS", "DIRECTION_STEPS", "SPEEDS", "SPEED_NAMES", "ATTRIBUTES", "video_prompt", "parse_video_prompt",
+           "make_moving_shapes", "make_clips_for_captions", "label_matrix"]
 
 DIRECTIONS = ("right", "left", "down", "up")
-_STEP = {"right": (1, 0), "left": (-1, 0), "down": (0, 1), "up": (0, -1)}    # (dx, dy) in image coordinates
+#: ``(dx, dy)`` per frame in image coordinates: x grows to the right (column), y grows *downwards*
+#: (row index, as ``imshow`` draws it), so "down" is ``+y`` and "up" is ``-y``.
+DIRECTION_STEPS = {"right": (1, 0), "left": (-1, 0), "down": (0, 1), "up": (0, -1)}
+_STEP = DIRECTION_STEPS
 SPEEDS = {"slowly": 0.03, "quickly": 0.06}                                     # fraction of the width per frame
 SPEED_NAMES = tuple(SPEEDS)
 #: The attributes a clip's prompt names, the columns of :func:`label_matrix`.
@@ -131,6 +134,28 @@ def make_moving_shapes(n: int, frames: int = 8, size: int = 16, seed=0, *, half_
               "direction": torch.from_numpy(dirs.astype(np.int64)), "speed": torch.from_numpy(speed_ids.astype(np.int64)),
               "start": torch.from_numpy(starts).float()}
     return torch.from_numpy(videos).float().clamp_(0, 1), captions, labels
+
+
+def make_clips_for_captions(captions, frames: int = 8, size: int = 16, seed=0, **kwargs):
+    """One fresh clip per caption, drawn to say exactly what the caption says (chapter 15's
+    caption-matched real sets): ``make_moving_shapes(1, shape=..., colour=..., direction=...,
+    speed=...)`` per caption, from one random stream. A caption without a speed gets a random one.
+
+    Returns ``(videos, captions, labels)`` as :func:`make_moving_shapes` does, in the order of
+    ``captions``; ``kwargs`` (``half_size``, ``background``, ``speeds``) are passed on.
+    """
+    if isinstance(captions, str) or not hasattr(captions, "__len__") or len(captions) == 0:
+        raise ValueError("captions must be a non-empty list of prompts like 'a red circle moving right quickly'")
+    bad = [k for k in kwargs if k not in ("half_size", "background", "speeds")]
+    if bad:
+        raise TypeError(f"make_clips_for_captions got unexpected keyword(s) {bad}; allowed: half_size, background, speeds")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    parts = [make_moving_shapes(1, frames, size, rng, with_speed=parse_video_prompt(c)["speed"] is not None,
+                                **{k: v for k, v in parse_video_prompt(c).items() if v is not None}, **kwargs)
+             for c in captions]
+    videos = torch.cat([p[0] for p in parts])
+    labels = {k: torch.cat([p[2][k] for p in parts]) for k in parts[0][2]}
+    return videos, [p[1][0] for p in parts], labels
 
 
 def label_matrix(labels: dict) -> torch.Tensor:

@@ -14,6 +14,9 @@ frame axis with ``video.transpose(1, 2)``.) Pixels are in [-1, 1].
   convolution and temporal attention after each of them link the frames. ``temporal=False``
   leaves the temporal layers out — an image model applied frame by frame — for comparison. It
   carries its own small text encoder (:class:`~.clip.TextEncoder`), trained with the denoiser.
+* :func:`add_temporal_layers` is the recipe of Make-A-Video and Video LDM: take a trained image
+  (per-frame) denoiser, insert temporal layers whose last projection is zero — so the new model
+  starts out computing *exactly* what the image model did — and fine-tune on video.
 * :func:`video_denoising_loss` and :func:`train_video_denoiser`: the noise-prediction loss of
   chapter 13 on 5-D latents, with prompt dropout and EMA weights, trained by the package's one
   loop (:func:`~genai_helpers.training.train`).
@@ -38,7 +41,7 @@ from .schedules import NoiseSchedule
 from .unet import CrossAttentionBlock, ResBlock, timestep_embedding
 
 __all__ = ["frames_to_batch", "batch_to_frames", "VideoVAE", "video_vae_loss", "TemporalConv", "TemporalAttention",
-           "VideoDenoiserConfig", "VideoDenoiser", "video_denoising_loss", "train_video_denoiser"]
+           "VideoDenoiserConfig", "VideoDenoiser", "add_temporal_layers", "video_denoising_loss", "train_video_denoiser"]
 
 
 def _check_video(name: str, x, channels: int | None = None) -> torch.Tensor:
@@ -276,6 +279,35 @@ class VideoDenoiser(nn.Module):
         for stage, up in zip(self.up, self.upsample):
             h = up(stage(torch.cat([h, skips.pop()], dim=1), emb, ctx, ctx_mask, T))
         return batch_to_frames(self.conv_out(F.silu(self.norm_out(h))), T)
+
+
+def add_temporal_layers(image_model: VideoDenoiser) -> VideoDenoiser:
+    """A ``temporal=True`` copy of a ``temporal=False`` denoiser that starts as that image model.
+
+    Every weight of ``image_model`` (text encoder, residual and cross-attention blocks) is copied;
+    the inserted :class:`TemporalConv` and :class:`TemporalAttention` layers get a zero output
+    projection, so each is the identity (both are residual) until fine-tuning moves them. The
+    returned model's outputs equal ``image_model``'s on any input. ``image_model`` is not changed.
+    """
+    if not isinstance(image_model, VideoDenoiser):
+        raise TypeError(f"image_model must be a VideoDenoiser, got {type(image_model).__name__}")
+    if image_model.config.temporal:
+        raise ValueError("image_model already has temporal layers (config.temporal=True); pass a temporal=False model")
+    cfg = VideoDenoiserConfig(**{**vars(image_model.config), "temporal": True})
+    video_model = VideoDenoiser(cfg).to(next(image_model.parameters()).device)
+    missing, unexpected = video_model.load_state_dict(image_model.state_dict(), strict=False)
+    if unexpected or any(".tconv." not in k and ".tattn." not in k for k in missing):
+        raise RuntimeError(f"image and video denoisers differ beyond the temporal layers: {missing}, {unexpected}")
+    with torch.no_grad():
+        for m in video_model.modules():
+            if isinstance(m, TemporalConv):
+                m.conv.weight.zero_()
+                m.conv.bias.zero_()
+            elif isinstance(m, TemporalAttention):
+                m.attn.out_proj.weight.zero_()
+                if m.attn.out_proj.bias is not None:
+                    m.attn.out_proj.bias.zero_()
+    return video_model
 
 
 # --------------------------------------------------------------------------------------------

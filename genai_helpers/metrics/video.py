@@ -9,6 +9,10 @@
   shapes' attributes (shape, colour, direction, speed), stands in for I3D, as the book's image
   FeatureNet stands in for Inception-v3. Numbers are comparable only between generators scored
   with the same network, never with published FVDs.
+* **Motion tracking** (:func:`track_centroids`, :func:`motion_from_track`) needs no network at
+  all: it follows the centre of the pixels that differ from the clip's background, frame by
+  frame, and fits a straight-line velocity. Its direction is the *ground-truth reading* of a
+  generated clip's motion, to compare with the direction its prompt asked for.
 
 Video tensors are ``(N, C, T, H, W)`` in [-1, 1].
 """
@@ -26,7 +30,8 @@ from ..training import TrainConfig, train
 from .feature_net import FeatureNet
 from .image import fid_from_features
 
-__all__ = ["VideoFeatureNet", "train_video_feature_net", "video_features", "fvd", "per_frame_fid", "shuffle_frames"]
+__all__ = ["VideoFeatureNet", "train_video_feature_net", "video_features", "fvd", "per_frame_fid", "shuffle_frames",
+           "track_centroids", "motion_from_track"]
 
 
 def _check_videos(name: str, x) -> torch.Tensor:
@@ -181,3 +186,70 @@ def shuffle_frames(videos: torch.Tensor, seed: int = 0) -> torch.Tensor:
             perm = torch.randperm(T, generator=gen)
         out[i] = videos[i][:, perm]
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Motion, measured without a network: where is the shape in each frame?
+# --------------------------------------------------------------------------------------------
+
+def track_centroids(videos: torch.Tensor, threshold: float = 0.3, min_mass: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """The centre of the shape in every frame of ``videos`` ``(N, C, T, H, W)`` in [-1, 1].
+
+    The background is each clip's per-channel median over all its frames and pixels (the shape
+    covers well under half of them); a pixel's weight is its colour distance from that background
+    (Euclidean over channels) minus ``threshold``, floored at 0. Returns ``(positions, mass)``:
+    ``positions`` float ``(N, T, 2)``, the weighted centre ``(x, y)`` in fractions of the width and
+    height, x to the right and y **downwards** (row order, as the data set's "down" means);
+    ``nan`` for a frame whose total weight ``mass`` ``(N, T)`` is below ``min_mass`` (an empty
+    frame: the shape has faded away).
+    """
+    _check_videos("videos", videos)
+    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or threshold < 0:
+        raise ValueError(f"threshold must be a number >= 0 (colour distance in [-1, 1] units), got {threshold!r}")
+    if not isinstance(min_mass, (int, float)) or isinstance(min_mass, bool) or min_mass <= 0:
+        raise ValueError(f"min_mass must be a number > 0 (summed pixel weight), got {min_mass!r}")
+    x = videos.detach().float().cpu()
+    N, C, T, H, W = x.shape
+    background = x.flatten(2).median(dim=2).values[:, :, None, None, None]          # (N, C, 1, 1, 1)
+    weight = ((x - background).norm(dim=1) - threshold).clamp(min=0)                  # (N, T, H, W)
+    mass = weight.sum(dim=(2, 3))                                                     # (N, T)
+    ys = (torch.arange(H, dtype=torch.float32) + 0.5) / H
+    xs = (torch.arange(W, dtype=torch.float32) + 0.5) / W
+    cx = (weight.sum(2) * xs).sum(2) / mass.clamp(min=1e-12)
+    cy = (weight.sum(3) * ys).sum(2) / mass.clamp(min=1e-12)
+    positions = torch.stack([cx, cy], dim=-1)
+    positions[mass < min_mass] = float("nan")
+    return positions, mass
+
+
+def motion_from_track(positions: torch.Tensor, min_speed: float = 0.01) -> tuple[torch.Tensor, torch.Tensor]:
+    """Least-squares straight-line velocity of each track and the direction it reads as.
+
+    ``positions`` ``(N, T, 2)`` from :func:`track_centroids` (``nan`` frames are skipped). Returns
+    ``(velocity, direction)``: ``velocity`` ``(N, 2)`` in fractions of the width per frame
+    (``nan`` with fewer than 2 tracked frames); ``direction`` int64 ``(N,)``, an index into
+    :data:`~genai_helpers.data.video.DIRECTIONS` (right, left, down, up) along the larger velocity
+    component, or -1 when the clip is still (speed below ``min_speed``) or not tracked.
+    """
+    check_tensor("positions", positions, ndim=3)
+    if positions.shape[2] != 2 or positions.shape[1] < 2:
+        raise ValueError(f"positions must be (N, T >= 2, 2), got shape {tuple(positions.shape)}")
+    if not isinstance(min_speed, (int, float)) or isinstance(min_speed, bool) or min_speed < 0:
+        raise ValueError(f"min_speed must be a number >= 0 (fraction of the width per frame), got {min_speed!r}")
+    p = positions.double()
+    ok = ~p.isnan().any(-1)                                                           # (N, T) tracked frames
+    t = torch.arange(p.shape[1], dtype=torch.float64).expand(p.shape[:2])
+    n = ok.sum(1).double()
+    w = ok.double()
+    t_mean = (t * w).sum(1) / n.clamp(min=1)
+    p0 = torch.where(ok[..., None], p, torch.zeros_like(p))
+    p_mean = (p0 * w[..., None]).sum(1) / n.clamp(min=1)[:, None]
+    dt = (t - t_mean[:, None]) * w
+    velocity = (dt[..., None] * (p0 - p_mean[:, None])).sum(1) / (dt ** 2).sum(1).clamp(min=1e-12)[:, None]
+    velocity[n < 2] = float("nan")
+    vx, vy = velocity[:, 0], velocity[:, 1]
+    horizontal = vx.abs() >= vy.abs()
+    direction = torch.where(horizontal, torch.where(vx > 0, 0, 1), torch.where(vy > 0, 2, 3))
+    still = (n < 2) | ~(velocity.norm(dim=1) >= min_speed)
+    direction[still] = -1
+    return velocity.float(), direction.long()
