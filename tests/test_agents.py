@@ -193,3 +193,54 @@ def test_replay_stream_counts_hits_false_hits_and_saves_backend_time():
                             backend_seconds=1.0, embed_seconds=0.5)
     # 3 hits cost 0.5 s each (embedding), 1 miss costs 0.5 + 1.0 s; the dot products add microseconds
     assert charged.seconds_with_cache == pytest.approx(3 * 0.5 + 1.5, abs=0.05)
+
+
+def test_semantic_cache_never_serves_a_private_answer_to_another_user():
+    cache = SemanticCache(HashingEmbedder(256), threshold=0.8, capacity=8)
+    cache.put("what is my order status", "ana's order ships Monday", user="ana")
+    cache.put("what is beam search", "keeps k hypotheses", user="ana", public=True)
+    assert cache.lookup("what is my order status", user="ana")[0] == "ana's order ships Monday"
+    assert cache.lookup("what is my order status", user="ben")[0] is None
+    assert cache.lookup("what is my order status")[0] is None             # anonymous scope
+    assert cache.lookup("what is beam search", user="ben")[0] == "keeps k hypotheses"
+    with pytest.raises(ValueError, match="user"):
+        cache.lookup("x", user="")
+    with pytest.raises(TypeError, match="public"):
+        cache.put("x", "y", user="ana", public="yes")
+
+
+def test_replay_stream_counts_cross_user_hits_only_when_entries_are_shared():
+    emb = HashingEmbedder(256)
+    queries = ["what is beam search", "what is beam search", "what is beam search", "what is beam search"]
+    users = ["ana", "ben", "ana", "ben"]
+    shared = replay_stream(queries, [0, 0, 0, 0], emb, lambda q: "a", threshold=0.9, capacity=8, users=users, public=True)
+    scoped = replay_stream(queries, [0, 0, 0, 0], emb, lambda q: "a", threshold=0.9, capacity=8, users=users)
+    assert shared.hits == 3 and shared.cross_user_hits >= 1
+    assert scoped.hits == 2 and scoped.cross_user_hits == 0
+    with pytest.raises(ValueError, match="users"):
+        replay_stream(queries, [0, 0, 0, 0], emb, lambda q: "a", threshold=0.9, capacity=8, users=["ana"])
+
+
+def test_question_rate_limit_refuses_a_burst_per_user_before_the_model_runs(db):
+    now = [0.0]
+    calls = []
+    def policy(prompt):
+        calls.append(prompt)
+        return "Final Answer: ok"
+    agent = ReActAgent(policy, [calculator_tool()], question_limiter=RateLimiter(1.0, 2, clock=lambda: now[0]))
+    stops = [agent.run("hi", user="a").stopped for _ in range(4)]
+    assert stops == ["final", "final", "rate_limited", "rate_limited"] and len(calls) == 2
+    assert agent.run("hi", user="b").stopped == "final"                   # buckets are per user
+    now[0] = 1.0
+    assert agent.run("hi", user="a").stopped == "final"                   # refilled
+
+
+def test_observation_filter_keeps_planted_instructions_from_the_policy():
+    from genai_helpers.guardrails import make_observation_filter
+    seen = []
+    def policy(prompt):
+        seen.append(prompt)
+        return "Thought: search\nAction: search[beam]" if len(seen) == 1 else "Final Answer: done"
+    agent = ReActAgent(policy, [retrieval_tool(FakeIndex(), k=2)], observation_filter=make_observation_filter())
+    agent.run("what is beam search?")
+    assert "PWNED" not in seen[-1] and "withheld" in seen[-1]

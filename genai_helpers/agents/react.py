@@ -149,7 +149,7 @@ class AgentResult:
     question: str
     answer: str | None
     steps: list[Step]
-    stopped: str                      # "final" | "max_steps" | "blocked_input" | "blocked_output"
+    stopped: str                      # "final" | "max_steps" | "blocked_input" | "blocked_output" | "rate_limited"
     transcript: str = ""
 
     @property
@@ -175,7 +175,10 @@ class ReActAgent:
       sees it (spotlighting, injection scan of retrieved documents);
     - ``tool_policy``: a :class:`~genai_helpers.guardrails.policy.ToolPolicy`; calls it refuses become
       an error observation;
-    - ``rate_limiter``: a :class:`~genai_helpers.guardrails.policy.RateLimiter` keyed by ``user``;
+    - ``rate_limiter``: a :class:`~genai_helpers.guardrails.policy.RateLimiter` keyed by ``user``
+      for tool calls;
+    - ``question_limiter``: a second ``RateLimiter`` keyed by ``user`` for questions: a question
+      over the limit is refused (``stopped="rate_limited"``) before any guard or model runs;
     - ``output_guard(text) -> GuardResult``: screens (and redacts) the final answer;
     - ``audit``: an :class:`~genai_helpers.guardrails.policy.AuditLog` that records every event.
 
@@ -186,7 +189,7 @@ class ReActAgent:
     def __init__(self, policy: Callable[[str], str], tools: Sequence[Tool], *, max_steps: int = 6,
                  system: str = "Answer the question. Use a tool when it helps.", input_guard=None,
                  observation_filter=None, tool_policy=None, rate_limiter=None, output_guard=None, audit=None,
-                 max_observation_chars: int = 4000):
+                 max_observation_chars: int = 4000, question_limiter=None):
         if not callable(policy):
             raise TypeError("policy must be callable: generate(prompt: str) -> str")
         if not isinstance(max_steps, int) or max_steps < 1:
@@ -199,6 +202,7 @@ class ReActAgent:
         self.input_guard, self.observation_filter = input_guard, observation_filter
         self.tool_policy, self.rate_limiter = tool_policy, rate_limiter
         self.output_guard, self.audit = output_guard, audit
+        self.question_limiter = question_limiter
 
     def header(self, question: str) -> str:
         lines = [self.system, "Tools:"] + [f"- {t.name}: {t.description}" for t in self.tools.values()]
@@ -214,6 +218,9 @@ class ReActAgent:
         if not isinstance(question, str) or not question.strip():
             raise ValueError("question must be a non-empty str")
         self._log("question", user=user, text=question)
+        if self.question_limiter is not None and not self.question_limiter.allow(user):
+            self._log("question_rate_limited", user=user)
+            return AgentResult(question, None, [], "rate_limited", self.header(question))
         if self.input_guard is not None:
             verdict = self.input_guard(question)
             if not verdict.allowed:

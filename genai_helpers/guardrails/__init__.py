@@ -12,7 +12,11 @@ Public API::
                      and spotlighting of untrusted text
 - :mod:`.pii`        PII detection (with Luhn, mod-97 and range checks) and redaction
 - :mod:`.policy`     tool allow-list, argument validation, rate limiting, hash-chained audit log
-- :func:`load_attack_set`  the book's adversarial set (attacks + benign look-alikes, train/test split)
+- :mod:`.attack_set` the generated adversarial set (62 attack templates in 9 families, benign look-alikes),
+                     split by family (:func:`family_folds`)
+- :mod:`.detector`   :class:`InjectionDetector` (logistic regression on sentence embeddings), the
+                     observation filter for tool results, Wilson intervals
+- :func:`load_attack_set`  the first, hand-written adversarial set (118 rows, train/test split by template)
 """
 from __future__ import annotations
 
@@ -28,12 +32,15 @@ from .injection import (DOCUMENT_RULES, INJECTION_RULES, SPOTLIGHT_MODES, Inject
                         spotlight_instructions)
 from .pii import PII_KINDS, PIIMatch, find_pii, iban_valid, luhn_valid, redact_pii, ssn_valid  # noqa: F401
 from .policy import ArgSpec, AuditLog, RateLimiter, ToolPolicy  # noqa: F401
+from .attack_set import ATTACK_FAMILIES, BENIGN_FAMILIES, family_folds, make_attack_set  # noqa: F401
+from .detector import InjectionDetector, make_observation_filter, wilson_interval  # noqa: F401
 
 __all__ = ["INJECTION_RULES", "DOCUMENT_RULES", "InjectionHit", "find_injections", "quoted_spans", "screen_document",
            "SPOTLIGHT_MODES", "normalize_for_rules", "rule_hits", "spotlight", "spotlight_instructions",
            "MIN_FUZZY_SECRET_CHARS", "PII_KINDS", "PIIMatch", "find_pii", "iban_valid", "luhn_valid", "redact_pii",
            "ssn_valid", "ArgSpec", "AuditLog", "RateLimiter", "ToolPolicy", "GuardResult", "check_input",
-           "check_output", "load_attack_set"]
+           "check_output", "load_attack_set", "ATTACK_FAMILIES", "BENIGN_FAMILIES", "make_attack_set", "family_folds",
+           "InjectionDetector", "make_observation_filter", "wilson_interval"]
 
 
 @dataclass
@@ -49,13 +56,18 @@ class GuardResult:
         return self.allowed
 
 
-def check_input(text: str, *, classifier=None, threshold: float = 0.5, use_rules: bool = True) -> GuardResult:
+def check_input(text: str, *, classifier=None, threshold: float = 0.5, use_rules: bool = True,
+                detector=None) -> GuardResult:
     """Screen a user message or a retrieved document for prompt injection and jailbreaks.
 
     ``classifier``: optional learned detector with ``predict_proba(texts) -> (B, 2)`` whose column
     ``labels.index("attack")`` is the attack probability (chapter 08 trains a
     :class:`~genai_helpers.models.ngram_classifier.HashedNgramClassifier`); it flags the text when that
     probability is >= ``threshold`` (in [0, 1]). Rules run unless ``use_rules=False``.
+
+    ``detector``: optional :class:`~genai_helpers.guardrails.detector.InjectionDetector` (logistic
+    regression on sentence embeddings); it flags the raw text (reason ``"detector"``) at its own
+    tuned ``detector.threshold``, and its score is returned in ``score``.
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
@@ -68,6 +80,10 @@ def check_input(text: str, *, classifier=None, threshold: float = 0.5, use_rules
         score = float(classifier.predict_proba([normalize_for_rules(text)])[0, column])
         if score >= threshold:
             reasons.append("classifier")
+    if detector is not None:
+        score = float(detector.scores([text])[0])
+        if score >= detector.threshold:
+            reasons.append("detector")
     return GuardResult(allowed=not reasons, reasons=reasons, text=text, score=score)
 
 

@@ -3,7 +3,8 @@
 Rules are hand-written regular expressions over a normalised copy of the text (lower case,
 zero-width characters removed, leetspeak digits mapped back to letters, whitespace collapsed).
 They are precise but brittle; chapter 08 pairs them with a learned detector
-(:class:`genai_helpers.models.ngram_classifier.HashedNgramClassifier`) trained on the attack set's training split.
+(:class:`genai_helpers.guardrails.detector.InjectionDetector`, logistic regression on sentence
+embeddings), which :func:`screen_document` also accepts (``detector=``).
 
 **Spotlighting** (Hines et al., 2024) marks text that came from outside — a retrieved document,
 a web page, a tool result — so the model can tell data from instructions:
@@ -164,7 +165,7 @@ def find_injections(text: str, *, rules: tuple[str, ...] | None = None) -> list[
     return sorted(hits, key=lambda h: (h.start, h.end))
 
 
-def screen_document(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def screen_document(text: str, *, detector=None) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Screen a document for indirect prompt injection: ``(flagged, mentioned)`` phrases.
 
     ``flagged``: matches of :data:`DOCUMENT_RULES` that address the model — what a retriever
@@ -172,10 +173,14 @@ def screen_document(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     quotation marks) in a passage whose unquoted prose is about attacks, such as a textbook
     quoting an example; they are reported but not flagged. Phrases are normalised (lower case),
     in order of appearance, without repeats. See the module docstring for the trade-off.
+
+    ``detector``: optional learned detector (:class:`genai_helpers.guardrails.detector.InjectionDetector`,
+    anything with ``flags(texts)``); when it flags the whole text, ``"(detector)"`` is added to ``flagged``.
     """
     hits = find_injections(text, rules=DOCUMENT_RULES)
+    learned = ("(detector)",) if detector is not None and bool(detector.flags([text])[0]) else ()
     if not hits:
-        return (), ()
+        return learned, ()
     about = False
     if any(h.quoted for h in hits):
         parts, last = [], 0
@@ -186,7 +191,7 @@ def screen_document(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         about = _ABOUT_ATTACKS.search(" ".join(parts)) is not None
     flagged = tuple(dict.fromkeys(h.phrase for h in hits if not (h.quoted and about)))
     mentioned = tuple(dict.fromkeys(h.phrase for h in hits if h.quoted and about and h.phrase not in flagged))
-    return flagged, mentioned
+    return flagged + learned, mentioned
 
 
 SPOTLIGHT_MODES = ("delimit", "datamark", "base64")
