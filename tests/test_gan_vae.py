@@ -180,3 +180,12 @@ def test_elbo_terms_and_vae_shapes():
         vae(torch.zeros(2, 3, 16, 16))
     with pytest.raises(ValueError, match="sigma_x"):
         ConvVAE(sigma_x=0)
+
+
+def test_hair_colour_shows_on_bald_and_old_faces():
+    """make_faces draws the hair colour in the eyebrows and half-greys old hair, so the colour is never invisible."""
+    from genai_helpers.data.procedural import make_faces
+    for fixed in ({"hair": 0}, {"hair": 2, "age": 1}):
+        black, _ = make_faces(1, 32, seed=4, hair_colour=0, **fixed)
+        blond, _ = make_faces(1, 32, seed=4, hair_colour=2, **fixed)
+        assert (black - blond).abs().amax() > 0.15, fixed        # eyebrows are about one pixel tall at 32 px

@@ -83,7 +83,8 @@ class _Canvas:
 
 def _draw_face(c: _Canvas, a: dict, rng: np.random.Generator) -> None:
     skin = _SKIN[a["skin_tone"]] * rng.uniform(0.95, 1.05)
-    hair = _GREY if a["age"] == 1 else _HAIR[a["hair_colour"]]
+    # Old hair is greyed only halfway, so its colour still shows; eyebrows carry the colour on bald faces.
+    hair = 0.5 * (_HAIR[a["hair_colour"]] + _GREY) if a["age"] == 1 else _HAIR[a["hair_colour"]]
     cx, cy = 0.5 + rng.uniform(-0.03, 0.03), 0.54 + rng.uniform(-0.03, 0.03)
     rx, ry, power = {0: (0.31, 0.31, 2.0), 1: (0.26, 0.35, 2.0), 2: (0.29, 0.32, 4.0)}[a["face_shape"]]
     if a["hair"] == 2:                                            # long hair falls behind the face
@@ -105,6 +106,7 @@ def _draw_face(c: _Canvas, a: dict, rng: np.random.Generator) -> None:
         else:
             c.paint(c.ellipse(x0, ey, 0.06, 0.05), (1.0, 1.0, 1.0))
             c.paint(c.ellipse(x0, ey, 0.03, 0.03), (0.1, 0.1, 0.1))
+        c.paint(c.rect(x0 - 0.06, ey - 0.105, x0 + 0.06, ey - 0.07), hair)      # eyebrow, in the hair colour
         if a["glasses"]:
             ring = c.ellipse(x0, ey, 0.085, 0.075) & ~c.ellipse(x0, ey, 0.065, 0.055)
             c.paint(ring, (0.1, 0.1, 0.1))

@@ -31,3 +31,9 @@ from .vqvae import VQVAE, VectorQuantizer, VQVAEConfig
 __all__ = ["CNNEncoder", "CaptionDecoder", "Captioner", "ConvVAE", "DCGANDiscriminator", "DCGANGenerator", "GPT",
            "GPTConfig", "HashedNgramClassifier", "NGramLM", "Seq2SeqConfig", "Seq2SeqTransformer", "TransformerLM",
            "TransformerLMConfig", "VQVAE", "VQVAEConfig", "VectorQuantizer", "ViTEncoder", "ngram_features"]
+from .vqa import VQAModel, question_batch  # noqa: E402  (chapter 10's visual question answering)
+
+__all__ += ["VQAModel", "question_batch"]
+from .gan_toy import ToyCritic, ToyGenerator, mode_coverage, ring_of_gaussians, train_toy_gan  # noqa: E402  (ch. 11, §11.8)
+
+__all__ += ["ToyCritic", "ToyGenerator", "mode_coverage", "ring_of_gaussians", "train_toy_gan"]
