@@ -437,9 +437,14 @@ def test_diffusers_schedulers_run_on_our_schedule_and_ddim_matches_ours():
     ours = NoiseSchedule.make("cosine", 1000)
     a, _ = sample(_fake_eps, (2, 3, 4, 4), ours, method="ddim", steps=15, clip=None,
                   generator=torch.Generator().manual_seed(9))
-    b, info = sample_with_scheduler(_fake_eps, (2, 3, 4, 4), diffusers_scheduler("ddim", ours), steps=15,
+    b, info = sample_with_scheduler(_fake_eps, (2, 3, 4, 4), diffusers_scheduler("ddim", ours, clip=None), steps=15,
                                     generator=torch.Generator().manual_seed(9))
     assert torch.allclose(a, b, atol=1e-4) and len(info["timesteps"]) == 15
+    a1, _ = sample(_loud_eps, (2, 3, 4, 4), ours, method="ddim", steps=15, generator=torch.Generator().manual_seed(9))
+    b1, _ = sample_with_scheduler(_loud_eps, (2, 3, 4, 4), diffusers_scheduler("ddim", ours), steps=15,
+                                  generator=torch.Generator().manual_seed(9))
+    assert torch.allclose(a1, b1, atol=1e-4)                     # both clip x0 to [-1, 1] by default
+    assert diffusers_scheduler("dpm++2m", ours).config.thresholding
     c, _ = sample_with_scheduler(_fake_eps, (2, 3, 4, 4), diffusers_scheduler("dpm++2m", ours), steps=15,
                                  generator=torch.Generator().manual_seed(9))
     assert c.shape == a.shape and torch.isfinite(c).all()

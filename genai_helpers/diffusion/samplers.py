@@ -193,11 +193,15 @@ def sample(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], shape, 
     return x, info
 
 
-def diffusers_scheduler(name: str, schedule: NoiseSchedule, **kwargs):
+def diffusers_scheduler(name: str, schedule: NoiseSchedule, clip: float | None = 1.0, **kwargs):
     """A diffusers scheduler over our ``schedule``'s betas (so it samples our denoisers), for
     ``name`` in ``"ddim"``, ``"ddpm"``, ``"dpm++2m"`` (DPM-Solver++ 2M, Lu et al. 2022) or
-    ``"unipc"``. Sample clipping is off unless ``kwargs`` turn it on (``clip_sample=True``,
-    ``thresholding=True``, ...); epsilon prediction."""
+    ``"unipc"``; epsilon prediction. ``clip`` bounds the predicted ``x0`` as our samplers do
+    (``clip_sample`` for DDIM/DDPM; for the multistep solvers ``thresholding`` with
+    ``sample_max_value=clip``, which at 1.0 is the same static clip). It matters: near ``t = T`` the
+    predicted ``x0`` divides the noise estimate by ``sqrt(alpha_bar_T)`` (about 5e-5 for the cosine
+    schedule), and a multistep solver carries that unbounded estimate into its next steps.
+    ``clip=None`` turns it off; ``kwargs`` override any option."""
     import diffusers
 
     classes = {"ddim": diffusers.DDIMScheduler, "ddpm": diffusers.DDPMScheduler,
@@ -209,7 +213,9 @@ def diffusers_scheduler(name: str, schedule: NoiseSchedule, **kwargs):
     options = {"num_train_timesteps": schedule.num_steps, "trained_betas": schedule.betas.double().numpy(),
                "prediction_type": "epsilon"}
     if name in ("ddim", "ddpm"):
-        options["clip_sample"] = False
+        options.update(clip_sample=clip is not None, clip_sample_range=clip if clip is not None else 1.0)
+    else:
+        options.update(thresholding=clip is not None, sample_max_value=clip if clip is not None else 1.0)
     if name == "dpm++2m":
         options["algorithm_type"] = "dpmsolver++"
     return classes[name](**{**options, **kwargs})
