@@ -47,7 +47,7 @@ def test_stored_outputs_come_from_a_full_run_of_the_current_code(nb):
 PENDING_RESULTS = {
     "04_smart_compose",
     "05_translation", "06_chat_assistant", "09_serving",
-    "10_image_captioning", "12_image_tokens",
+    "12_image_tokens",
     "14_personalization",
 }
 MIN_RESULTS = 5

@@ -120,11 +120,14 @@ class CNNEncoder(nn.Module):
     Each stage is ``Conv3×3 -> GELU -> MaxPool2``, so ``len(channels)`` stages shrink a side by
     ``2^len(channels)`` (32 px and three stages: a 4×4 grid of 16 vectors). A 1×1 conv maps the
     last stage to ``d_model``; the grid is read row by row. ``positions`` (a
-    :data:`POSITION_KINDS` entry, default ``"none"``) can add a position code to each cell.
+    :data:`POSITION_KINDS` entry, default ``"2d-fixed"``, no parameters) adds a position code to each cell:
+    without one, cross-attention sees an unordered set of cells, and a decoder can tell *left of*
+    from *right of* only through what zero padding leaks into the cells' contents (chapter 10
+    measures this).
     """
 
     def __init__(self, image_size: int = 32, d_model: int = 64, channels: tuple[int, ...] = (32, 64, 64),
-                 in_channels: int = 3, positions: str = "none"):
+                 in_channels: int = 3, positions: str = "2d-fixed"):
         super().__init__()
         check_positive_int("image_size", image_size)
         check_positive_int("d_model", d_model)
