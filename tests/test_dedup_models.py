@@ -97,7 +97,7 @@ def transformer_lm_fingerprints(positions):
 def captioner_fingerprints(kind):
     out = {}
     torch.manual_seed(0)
-    enc = CNNEncoder(16, 32, channels=(8, 16)) if kind == "cnn" else ViTEncoder(16, 4, 32, n_layer=1, n_head=2)
+    enc = CNNEncoder(16, 32, channels=(8, 16), positions="none") if kind == "cnn" else ViTEncoder(16, 4, 32, n_layer=1, n_head=2)
     dec = CaptionDecoder(30, 32, n_layer=2, n_head=2, max_len=12)
     cap = Captioner(enc, dec, bos_id=2, eos_id=2).eval()
     _sharpen(dec, 8.0)
