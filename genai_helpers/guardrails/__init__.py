@@ -13,8 +13,8 @@ Public API::
 - :mod:`.pii`        PII detection (with Luhn, mod-97 and range checks) and redaction
 - :mod:`.policy`     tool allow-list, argument validation, rate limiting, hash-chained audit log
 - :mod:`.attack_set` the generated adversarial set (62 attack templates in 9 families, benign look-alikes),
-                     split by family (:func:`family_folds`)
-- :mod:`.detector`   :class:`InjectionDetector` (logistic regression on sentence embeddings), the
+                     split by family (``family_folds``)
+- :mod:`.detector`   ``InjectionDetector`` (logistic regression on sentence embeddings), the
                      observation filter for tool results, Wilson intervals
 - :func:`load_attack_set`  the first, hand-written adversarial set (118 rows, train/test split by template)
 """

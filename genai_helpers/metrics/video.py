@@ -228,7 +228,7 @@ def motion_from_track(positions: torch.Tensor, min_speed: float = 0.01) -> tuple
     ``positions`` ``(N, T, 2)`` from :func:`track_centroids` (``nan`` frames are skipped). Returns
     ``(velocity, direction)``: ``velocity`` ``(N, 2)`` in fractions of the width per frame
     (``nan`` with fewer than 2 tracked frames); ``direction`` int64 ``(N,)``, an index into
-    :data:`~genai_helpers.data.video.DIRECTIONS` (right, left, down, up) along the larger velocity
+    ``DIRECTIONS`` of ``genai_helpers.data.video`` (right, left, down, up) along the larger velocity
     component, or -1 when the clip is still (speed below ``min_speed``) or not tracked.
     """
     check_tensor("positions", positions, ndim=3)

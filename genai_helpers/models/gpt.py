@@ -116,7 +116,7 @@ class GPTConfig:
 
     @property
     def kv_heads(self) -> int:
-        """Key/value heads: ``n_kv_head``, or ``n_head`` when it is None (multi-head attention)."""
+        """The number of key/value heads, ``n_kv_head``, or ``n_head`` when it is None (multi-head attention)."""
         return self.n_kv_head or self.n_head
 
 

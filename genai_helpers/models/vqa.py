@@ -1,6 +1,8 @@
 """Visual question answering: the captioner's image encoder and a text decoder that reads a question
 (chapter 10).
 
+::
+
     images (B, 3, H, W) -> encoder -> memory (B, S, d)  ─┐
     <eos> q1 q2 ... qn  -> CaptionDecoder (causal self-attn, cross-attn to memory) -> logits at qn
                                                           -> restricted to the answer words

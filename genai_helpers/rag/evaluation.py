@@ -171,7 +171,8 @@ class RetrievalReport:
     first_rank: dict[str, int]
     context_precision: float = 0.0
     context_recall: float = 0.0
-    #: Per question (in the order given): ``hit``, ``rr``, ``ndcg``, ``context_precision``, ``context_recall``.
+    #: One array per measure (``hit``, ``rr``, ``ndcg``, ``context_precision``, ``context_recall``),
+    #: with one entry per question in the order given.
     per_question: dict[str, np.ndarray] = field(default_factory=dict)
 
     def row(self) -> dict[str, float]:

@@ -51,7 +51,7 @@ class BlockAllocator:
     ``allocate_prompt(seq_id, tokens)`` (needs ``prefix_caching=True``) reuses the cached blocks of
     the longest registered prefix of ``tokens`` and returns how many tokens it covers. When a
     sequence appends into a shared block that is not full, the block is copied first: the pair
-    ``(source, copy)`` is queued in :attr:`copies` for the store that holds the tensors.
+    ``(source, copy)`` is queued in ``copies`` for the store that holds the tensors.
     """
 
     def __init__(self, num_blocks: int, block_size: int, prefix_caching: bool = False):
@@ -77,7 +77,7 @@ class BlockAllocator:
 
     @property
     def free_blocks(self) -> int:
-        """Blocks a new sequence can take: never used, or cached but unused (evicted on demand)."""
+        """The number of blocks a new sequence can take (never used, or cached but unused and evicted on demand)."""
         return len(self._free) + len(self._evictable)
 
     @property
@@ -195,7 +195,7 @@ class BlockAllocator:
     def append(self, seq_id, n: int = 1) -> list[int]:
         """Grow ``seq_id`` by ``n`` tokens; returns the block ids newly added (often none). If the
         last block is shared and not full, it is replaced by a private copy first (queued in
-        :attr:`copies`, and returned among the added blocks)."""
+        ``copies``, and returned among the added blocks)."""
         if seq_id not in self.tables:
             raise KeyError(f"unknown seq_id {seq_id!r}")
         check_positive_int("n", n)
