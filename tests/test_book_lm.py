@@ -138,3 +138,40 @@ def test_shipped_size_is_the_one_the_sweep_picks():
     choice = choose_size(sweep, BUDGET_FLOPS["cpu"], man["data"]["tokens"]["train"]["tokens"])
     assert choice["shape"] == SIZES["cpu"] == {k: man["config"][k] for k in ("n_layer", "n_embd", "n_head")}
     assert man["training"]["budget_flops"] == BUDGET_FLOPS["cpu"]
+
+
+def test_gpu_size_loads_from_int8_and_beats_the_cpu_model():
+    """The gpu size (trained on a lent GPU, stored as weight-only int8) loads offline, matches its
+    manifest, and its bits per byte on the held-out narrative reproduce the manifest's and beat the
+    chapters' model."""
+    man = manifest(size="gpu")
+    assert (BOOK_LM_DIR / "book_lm-gpu.safetensors").stat().st_size == man["bytes"] <= 40 * 2 ** 20
+    model, tok = load_book_lm(size="gpu")
+    assert model.num_parameters() == man["params"]
+    bpb = bits_per_byte(model, tok, narrative_text())
+    assert math.isclose(bpb, man["loss_fp16_vs_int8_cpu"]["int8"]["narrative_bits_per_byte"], rel_tol=1e-3)
+    assert bpb < manifest()["bits_per_byte"]["narrative"] - 0.1
+    with pytest.raises(ValueError, match="size"):
+        load_book_lm(size="huge")
+
+
+def test_int8_storage_round_trips(tmp_path):
+    from genai_helpers.models.book_lm.gpu_sweep import save_int8
+    g = torch.Generator().manual_seed(0)
+    state = {"w": torch.randn(8, 128, generator=g), "ln": torch.randn(128, generator=g)}
+    save_int8(state, tmp_path / "x.safetensors")
+    back = book_lm._read_weights(tmp_path / "x.safetensors")
+    assert set(back) == {"w", "ln"}
+    assert torch.allclose(back["w"], state["w"], atol=state["w"].abs().max().item() / 127)
+    assert torch.allclose(back["ln"], state["ln"], atol=1e-2)
+
+
+def test_int8_codec_equals_the_serving_quantizer():
+    from genai_helpers.serving.quantization import dequantize, quantize_tensor
+    w = torch.randn(16, 256, generator=torch.Generator().manual_seed(1))
+    q, s = book_lm.int8_quantize(w, 64)
+    q_ref, s_ref = quantize_tensor(w, 8, 64)
+    assert torch.equal(q, q_ref) and torch.allclose(s, s_ref)
+    assert torch.allclose(book_lm.int8_dequantize(q, s), dequantize(q_ref, s_ref))
+    with pytest.raises(ValueError, match="group_size"):
+        book_lm.int8_quantize(torch.randn(4, 100), 64)

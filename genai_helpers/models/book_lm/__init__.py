@@ -32,7 +32,8 @@ from ...checkpoint import file_sha256 as _sha256
 from ..gpt import GPT, GPTConfig
 
 __all__ = ["BOOK_LM_DIR", "WEIGHTS", "TOKENIZER", "MANIFEST", "BookTokenizer", "load_book_lm", "load_tokenizer",
-           "bits_per_byte", "token_nll", "manifest", "artifact", "narrative_text", "EOT"]
+           "bits_per_byte", "token_nll", "manifest", "artifact", "narrative_text", "EOT", "int8_quantize",
+           "int8_dequantize"]
 
 BOOK_LM_DIR = Path(__file__).resolve().parent
 WEIGHTS = "book_lm.safetensors"
@@ -115,9 +116,23 @@ def artifact(name: str, folder: str | os.PathLike | None = None) -> Path:
     return path
 
 
-def manifest(folder: str | os.PathLike | None = None) -> dict:
-    """The manifest of the shipped (or ``folder``'s) weights: config, data, training, losses, sha256."""
-    path = _folder(folder) / MANIFEST
+_SIZES = ("cpu", "gpu")
+
+
+def _names(size: str) -> tuple[str, str]:
+    """(weights file, manifest file) of a size: ``cpu`` is the model every chapter uses (trained on 2
+    CPU cores); ``gpu`` the bigger one trained on a lent GPU (``gpu_sweep.py``)."""
+    if size not in _SIZES:
+        raise ValueError(f"size must be one of {_SIZES}, got {size!r}")
+    if size == "cpu":
+        return WEIGHTS, MANIFEST
+    return WEIGHTS.replace(".safetensors", f"-{size}.safetensors"), MANIFEST.replace(".json", f"-{size}.json")
+
+
+def manifest(folder: str | os.PathLike | None = None, size: str = "cpu") -> dict:
+    """The manifest of the shipped (or ``folder``'s) weights of ``size`` ("cpu" | "gpu"): config,
+    data, training, losses, sha256."""
+    path = _folder(folder) / _names(size)[1]
     if not path.is_file():
         raise FileNotFoundError(_missing_message(path.parent))
     return json.loads(path.read_text())
@@ -131,9 +146,10 @@ def _missing_message(folder: Path) -> str:
 
 
 
-def _download(folder: Path) -> None:
+def _download(folder: Path, size: str = "cpu") -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    for name in (MANIFEST, TOKENIZER, WEIGHTS):
+    weights, man = _names(size)
+    for name in (man, TOKENIZER, weights):
         if not (folder / name).is_file():
             urllib.request.urlretrieve(f"{REPO_RAW}/{name}", folder / name)
 
@@ -146,27 +162,30 @@ def load_tokenizer(folder: str | os.PathLike | None = None) -> BookTokenizer:
 
 
 def load_book_lm(device=None, *, folder: str | os.PathLike | None = None, download: bool | None = None,
-                 check_hash: bool = True) -> tuple[GPT, BookTokenizer]:
+                 check_hash: bool = True, size: str = "cpu") -> tuple[GPT, BookTokenizer]:
     """``(model, tokenizer)`` of the book LM, in eval mode on ``device`` (default: CPU).
 
     Reads ``folder`` (default: this package folder, or ``$GENAI_BOOK_LM_DIR``). When the files are
     absent and ``download`` is true (default: only on Colab) it fetches them from the book's
     repository; otherwise it raises ``FileNotFoundError`` saying how to make them. The weights'
-    sha256 must match the manifest (``check_hash``)."""
+    sha256 must match the manifest (``check_hash``). ``size="gpu"`` loads the bigger model trained on
+    a lent GPU (6 layers x 384, 12.2 M parameters, stored as weight-only int8; see ``gpu_sweep.json``)
+    instead of the one the chapters use."""
     from safetensors.torch import load_file
     folder = _folder(folder)
+    weights, _ = _names(size)
     if download is None:
         download = "google.colab" in sys.modules
-    if not (folder / WEIGHTS).is_file() and download:
-        _download(folder)
-    if not (folder / WEIGHTS).is_file():
+    if not (folder / weights).is_file() and download:
+        _download(folder, size)
+    if not (folder / weights).is_file():
         raise FileNotFoundError(_missing_message(folder))
-    man = manifest(folder)
-    if check_hash and _sha256(folder / WEIGHTS) != man["sha256"]:
-        raise ValueError(f"{folder / WEIGHTS} does not match the sha256 in its manifest: the file is damaged or "
+    man = manifest(folder, size)
+    if check_hash and _sha256(folder / weights) != man["sha256"]:
+        raise ValueError(f"{folder / weights} does not match the sha256 in its manifest: the file is damaged or "
                          f"from another run; re-download it or run `make pretrain`")
     model = GPT(GPTConfig(**man["config"]))
-    state = {k: v.float() for k, v in load_file(str(folder / WEIGHTS)).items()}
+    state = _read_weights(folder / weights)
     missing, unexpected = model.load_state_dict(state, strict=False)     # lm_head.weight is tied to wte
     missing = [k for k in missing if not (model.config.tie_weights and k == "lm_head.weight")]
     if missing or unexpected:
@@ -175,6 +194,40 @@ def load_book_lm(device=None, *, folder: str | os.PathLike | None = None, downlo
     if device is not None:
         model.to(device)
     return model, load_tokenizer(folder)
+
+
+def int8_quantize(w: torch.Tensor, group_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric weight-only int8 of a 2-D weight ``(out, in)``, one scale per group of
+    ``group_size`` input columns: codes (int8, same shape) and scales ``(out, in // group_size)``
+    (the same as ``serving.quantization.quantize_tensor(w, 8, group_size)``; models sit below serving)."""
+    if w.ndim != 2 or w.shape[1] % group_size:
+        raise ValueError(f"w must be 2-D with a width divisible by group_size={group_size}, got {tuple(w.shape)}")
+    g = w.detach().float().reshape(w.shape[0], -1, group_size)
+    scales = g.abs().amax(dim=2).clamp(min=1e-12) / 127
+    q = torch.round(g / scales[..., None]).clamp(-128, 127).reshape(w.shape)
+    return q.to(torch.int8), scales
+
+
+def int8_dequantize(q: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """fp32 weights from :func:`int8_quantize`'s codes and scales."""
+    group = q.shape[1] // scales.shape[1]
+    return (q.float().reshape(q.shape[0], -1, group) * scales.float()[..., None]).reshape(q.shape)
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """fp32 state dict from fp16 safetensors, or from weight-only int8 ones (codes ``k`` plus
+    ``k.scales``, as the gpu size is stored)."""
+    from safetensors.torch import load_file
+    raw = load_file(str(path))
+    state = {}
+    for k, v in raw.items():
+        if k.endswith(".scales"):
+            continue
+        if k + ".scales" in raw:
+            state[k] = int8_dequantize(v, raw[k + ".scales"])
+        else:
+            state[k] = v.float()
+    return state
 
 
 @torch.no_grad()

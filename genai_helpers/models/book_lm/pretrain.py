@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import BOOK_LM_DIR, EOT, MANIFEST, TOKENIZER, WEIGHTS, BookTokenizer, _sha256, bits_per_byte, narrative_text
+from . import BOOK_LM_DIR, EOT, MANIFEST, TOKENIZER, WEIGHTS, BookTokenizer, _names, _sha256, bits_per_byte, narrative_text
 from ..gpt import GPT, GPTConfig
 from ...checkpoint import write_atomic
 from ...data import book_corpus
 
-__all__ = ["SEED", "VOCAB_SIZE", "BLOCK_SIZE", "BATCH_SIZE", "SWEEP_SIZES", "SWEEP_BUDGETS", "SIZES", "BUDGET_FLOPS",
+__all__ = ["SEED", "VOCAB_SIZE", "BLOCK_SIZE", "BATCH_SIZE", "SWEEP_SIZES", "SWEEP_BUDGETS", "SIZES", "BUDGET_FLOPS", "LRS",
            "CANDIDATES", "MAX_EPOCHS", "model_config", "flops_per_token", "prepare", "load_tokens", "eval_loss",
            "steps_for", "train_run", "sweep", "choose_size", "ngram_baseline", "save_weights", "export_checkpoint",
            "write_data_card", "main"]
@@ -61,8 +61,11 @@ SWEEP_BUDGETS = {1e12: (0, 1, 2, 3, 4, 5), 4e12: (0, 1, 2, 3, 4, 5, 6), 1.2e13: 
 SWEEP_WARMUP = 50
 #: What ``make pretrain`` trains (read off the sweep: see scaling_sweep.json and chapter 02) and its
 #: compute: the cpu size's FLOPs take about 45 minutes on the 2-core machines (ENVIRONMENT.md).
-SIZES = {"cpu": dict(n_layer=3, n_embd=128, n_head=4), "gpu": dict(n_layer=8, n_embd=512, n_head=8)}
-BUDGET_FLOPS = {"cpu": 1.2e14, "gpu": 3e15}
+#: The gpu size was picked by gpu_sweep.py (data-limited: 4 epochs of the corpus; 6x384 and 8x384
+#: tied within 0.02 nats of validation loss, so the smaller one; see gpu_sweep.json).
+SIZES = {"cpu": dict(n_layer=3, n_embd=128, n_head=4), "gpu": dict(n_layer=6, n_embd=384, n_head=6)}
+BUDGET_FLOPS = {"cpu": 1.2e14, "gpu": 1.905669741477888e15}
+LRS = {"cpu": LR, "gpu": 1e-3}
 
 
 def model_config(n_layer: int, n_embd: int, n_head: int, vocab_size: int = VOCAB_SIZE) -> GPTConfig:
@@ -126,11 +129,12 @@ def eval_loss(model: GPT, stream: torch.Tensor, n_windows: int = 64, seed: int =
     starts = torch.randint(0, stream.numel() - T - 1, (n_windows,), generator=g)
     was = model.training
     model.eval()
+    device = next(model.parameters()).device
     total = 0.0
     for b in range(0, n_windows, 16):
         s = starts[b:b + 16]
         idx = s[:, None] + torch.arange(T + 1)[None]
-        w = stream[idx]
+        w = stream[idx].to(device)
         _, loss = model(w[:, :-1], w[:, 1:])
         total += float(loss) * len(s)
     model.train(was)
@@ -144,9 +148,10 @@ def steps_for(config: GPTConfig, flops: float, batch_size: int = BATCH_SIZE) -> 
 
 def train_run(config: GPTConfig, flops: float, work: Path, *, tag: str, eval_every: int = 500,
               checkpoint_every: int = 200, progress: bool = True, device=None,
-              warmup_steps: int = WARMUP_STEPS, batch_size: int = BATCH_SIZE) -> dict:
+              warmup_steps: int = WARMUP_STEPS, batch_size: int = BATCH_SIZE, lr: float = LR) -> dict:
     """Train one model for a compute budget of ``flops`` (a step count, so the result does not
-    depend on the machine's speed); resumable from ``work/<tag>.safetensors``."""
+    depend on the machine's speed) at peak learning rate ``lr``; resumable from
+    ``work/<tag>.safetensors``."""
     from tqdm.auto import tqdm
     from ...data.text import window_batch_fn
     from ...training import TrainConfig, train
@@ -158,7 +163,7 @@ def train_run(config: GPTConfig, flops: float, work: Path, *, tag: str, eval_eve
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=LR, betas=(0.9, 0.95), fused=device.type == "cuda")
+                            lr=lr, betas=(0.9, 0.95), fused=device.type == "cuda")
     batch_fn = window_batch_fn(train_ids, batch_size, config.block_size, seed=SEED)
     fpt = flops_per_token(config)
     tokens_per_step = batch_size * config.block_size
@@ -410,14 +415,19 @@ def main(argv=None) -> None:
     budget = args.flops or BUDGET_FLOPS[args.size]
     config = model_config(**SIZES[args.size])
     tag = f"book_lm-{args.size}"
-    r = train_run(config, budget, args.work, tag=tag)
+    r = train_run(config, budget, args.work, tag=tag, lr=LRS[args.size])
     tok = BookTokenizer.from_file(args.out / TOKENIZER)
-    wpath = args.out / (WEIGHTS if args.size == "cpu" else WEIGHTS.replace(".safetensors", "-gpu.safetensors"))
-    save_weights(r["model"].cpu(), wpath)
-    # everything below is measured on the shipped fp16 weights, loaded back as a reader loads them
-    from safetensors.torch import load_file
+    wname, mname = _names(args.size)
+    wpath = args.out / wname
+    if args.size == "cpu":
+        save_weights(r["model"].cpu(), wpath)
+    else:       # the gpu size ships as weight-only int8 (see gpu_sweep.save_int8)
+        from .gpu_sweep import save_int8
+        save_int8({k: v.detach().cpu() for k, v in r["model"].state_dict().items() if k != "lm_head.weight"}, wpath)
+    # everything below is measured on the shipped weights, loaded back as a reader loads them
+    from . import _read_weights
     model = GPT(config)
-    model.load_state_dict({k: v.float() for k, v in load_file(str(wpath)).items()}, strict=False)
+    model.load_state_dict(_read_weights(wpath), strict=False)
     model.eval()
     print("evaluating ...", flush=True)
     test_ids = load_tokens("test", args.work)
@@ -442,8 +452,8 @@ def main(argv=None) -> None:
     man = {
         "name": "book_lm", "size": args.size, "config": config.__dict__, "seed": SEED,
         "training": {"budget_flops": budget, "seconds": round(r["seconds"], 1), "steps": r["steps"], "tokens_seen": r["tokens"],
-                     "batch_size": BATCH_SIZE, "lr": LR, "warmup_steps": min(WARMUP_STEPS, r["steps"] // 10), "min_lr_ratio": MIN_LR_RATIO,
-                     "weight_decay": WEIGHT_DECAY, "precision": "fp32", "tokens_per_s": round(r["tokens_per_s"], 1),
+                     "batch_size": BATCH_SIZE, "lr": LRS[args.size], "warmup_steps": min(WARMUP_STEPS, r["steps"] // 10), "min_lr_ratio": MIN_LR_RATIO,
+                     "weight_decay": WEIGHT_DECAY, "precision": "fp32" if r["device"] == "cpu" else "bf16 autocast", "tokens_per_s": round(r["tokens_per_s"], 1),
                      "mfu": round(r["mfu"], 4), "peak_gflops_assumed": PEAK_GFLOPS, "flops": r["flops"],
                      "epochs": r["tokens"] / data["tokens"]["train"]["tokens"], "machine": _machine()},
         "params": r["params"], "params_non_embedding": r["params_non_embedding"],
@@ -452,12 +462,12 @@ def main(argv=None) -> None:
                  "test_nats_per_token": eval_loss(model, test_ids, 256, seed=2)},
         "size_from": "pretrain.choose_size on scaling_sweep.json (approach 3 within 4 epochs; chapter 02)",
         "bits_per_byte": bpb, "ngram": ng,
-        "samples_top_p_0.9": samples, "weights_dtype": "float16", "sha256": _sha256(wpath),
+        "samples_top_p_0.9": samples, "weights_dtype": "float16" if args.size == "cpu" else "int8 weight-only", "sha256": _sha256(wpath),
         "bytes": wpath.stat().st_size,
     }
     hist = {"history": r["history"], "evals": r["evals"]}
     write_atomic(args.out / "pretrain_history.json", json.dumps(hist))
-    write_atomic(args.out / (MANIFEST if args.size == "cpu" else "manifest-gpu.json"), json.dumps(man, indent=1))
+    write_atomic(args.out / mname, json.dumps(man, indent=1))
     print(json.dumps({k: man[k] for k in ("params", "loss", "bits_per_byte")}, indent=1))
     print(json.dumps(man["ngram"]["bits_per_byte"]))
     for s in samples:
