@@ -64,8 +64,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # contributes only its Markdown cells. Chapters 07 and 08 index what
 # genai_helpers.rag.ingest.book_files lists (tests/test_notebook_conventions.py checks the two agree).
 BOOK_CORPUS = ("book/**/*.md", "notebooks/*.ipynb")
-#: The book LM's shipped files (the manifest holds the weights' sha256), read by the text chapters.
-BOOK_LM_FILES = ("genai_helpers/models/book_lm/*.json", "genai_helpers/models/book_lm/*.txt")
+#: The book LM's shipped files (the manifest holds the weights' sha256), read by the text chapters:
+#: those of the chapters' model, not the gpu size (``*-gpu.*``, ``gpu_sweep.json``), which none reads.
+BOOK_LM_FILES = tuple(f"genai_helpers/models/book_lm/{name}" for name in (
+    "manifest.json", "pretrain_history.json", "scaling_sweep.json", "tokenizer.json", "*.txt"))
 #: The repository files each chapter reads besides the package, as globs keyed by the notebook's
 #: stem (see the module docstring).
 CHAPTER_DATA: dict[str, tuple[str, ...]] = {
