@@ -33,7 +33,7 @@ from ..gpt import GPT, GPTConfig
 
 __all__ = ["BOOK_LM_DIR", "WEIGHTS", "TOKENIZER", "MANIFEST", "BookTokenizer", "load_book_lm", "load_tokenizer",
            "bits_per_byte", "token_nll", "manifest", "artifact", "narrative_text", "EOT", "int8_quantize",
-           "int8_dequantize"]
+           "int8_dequantize", "save_int8", "INT8_GROUP"]
 
 BOOK_LM_DIR = Path(__file__).resolve().parent
 WEIGHTS = "book_lm.safetensors"
@@ -212,6 +212,27 @@ def int8_dequantize(q: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     """fp32 weights from :func:`int8_quantize`'s codes and scales."""
     group = q.shape[1] // scales.shape[1]
     return (q.float().reshape(q.shape[0], -1, group) * scales.float()[..., None]).reshape(q.shape)
+
+
+#: Input columns per scale of the int8 storage (:func:`save_int8`).
+INT8_GROUP = 64
+
+
+def save_int8(state: dict, path: str | os.PathLike) -> None:
+    """Weight-only int8 safetensors, written atomically: each 2-D tensor ``k`` as int8 codes ``k``
+    plus fp16 scales ``k.scales`` (:func:`int8_quantize`, one scale per ``INT8_GROUP`` input
+    columns); other tensors fp16. Half the bytes of fp16; the gpu size ships this way, which keeps
+    the repository small enough to travel to a lent GPU (64 MiB). Read back by the loader."""
+    from safetensors.torch import save
+    from ...checkpoint import write_atomic
+    out = {}
+    for k, v in state.items():
+        if v.ndim == 2 and v.shape[1] % INT8_GROUP == 0:
+            q, sc = int8_quantize(v.float(), INT8_GROUP)
+            out[k], out[k + ".scales"] = q.contiguous(), sc.to(torch.float16).contiguous()
+        else:
+            out[k] = v.to(torch.float16).contiguous()
+    write_atomic(path, save(out, metadata={"format": f"int8 weight-only, group {INT8_GROUP}, fp16 scales"}))
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:

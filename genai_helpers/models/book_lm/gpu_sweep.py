@@ -23,23 +23,22 @@ documents), so the lent machine needs neither the Debian packages nor the corpus
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
 import time
 from pathlib import Path
 
-import torch
-
-from . import (BOOK_LM_DIR, TOKENIZER, BookTokenizer, _sha256, bits_per_byte, int8_quantize, narrative_text,
-               token_nll)
-from .pretrain import (BATCH_SIZE, BLOCK_SIZE, SEED, eval_loss, flops_per_token, load_tokens, model_config,
-                       save_weights, train_run, _machine)
+from . import (BOOK_LM_DIR, INT8_GROUP, TOKENIZER, BookTokenizer, _read_weights, _sha256, bits_per_byte, narrative_text,
+               save_int8)
+from .pretrain import (BATCH_SIZE, BLOCK_SIZE, SEED, docs_bits_per_byte, eval_loss, flops_per_token, load_tokens,
+                       model_config, sample_texts, save_weights, train_run, _machine)
 from ..gpt import GPT, GPTConfig
 from ...checkpoint import write_atomic
 from ...data.book_corpus import DOC_SEP
 
-__all__ = ["EPOCHS", "RUNS", "MAX_WEIGHT_BYTES", "TIME_LIMIT_S", "TOLERANCE_NATS", "INT8_GROUP", "save_int8", "join", "main"]
+__all__ = ["EPOCHS", "RUNS", "MAX_WEIGHT_BYTES", "TIME_LIMIT_S", "TOLERANCE_NATS", "join", "main"]
 
 EPOCHS = 4.0
 MAX_WEIGHT_BYTES = 40 * 2**20
@@ -60,11 +59,6 @@ RUNS = (
     (4, 256, 4, 1e-3, "epochs"),
     (8, 384, 6, 5e-4, "epochs"),
 )
-
-
-def _docs_bits_per_byte(model, tok, docs) -> float:
-    nll = sum(float(token_nll(model, tok.encode(d), bos=tok.eot_id, batch_size=64).sum()) for d in docs)
-    return nll / math.log(2) / sum(len(d.encode()) for d in docs)
 
 
 def main(argv=None) -> None:
@@ -118,7 +112,7 @@ def main(argv=None) -> None:
                "val_nats_per_token": eval_loss(model, load_tokens("val", args.work), 256, seed=1),
                "test_nats_per_token": eval_loss(model, load_tokens("test", args.work), 256, seed=2),
                "evals": r["evals"], "fits_40MB": weight_bytes <= MAX_WEIGHT_BYTES}
-        rec["bits_per_byte"] = {"test": _docs_bits_per_byte(model.float(), tok, test_docs),
+        rec["bits_per_byte"] = {"test": docs_bits_per_byte(model, tok, test_docs, batch_size=64),
                                 "narrative": bits_per_byte(model, tok, narrative)}
         print(json.dumps({k: v for k, v in rec.items() if k != "evals"}), flush=True)
         results.append(rec)
@@ -132,11 +126,7 @@ def main(argv=None) -> None:
     if not near:
         return
     rec, model, config = min(near, key=lambda c: (c[0]["params"], c[0]["val_nats_per_token"]))
-    g = torch.Generator().manual_seed(SEED)
-    samples = []
-    for prompt in ("The old man", "In the morning", "A computer is", "She opened the door and"):
-        out = model.generate(torch.tensor([tok.encode(prompt)]), 60, temperature=1.0, top_p=0.9, generator=g)
-        samples.append(tok.decode(out[0].tolist()))
+    samples = sample_texts(model, tok)
     full = Path("/tmp/book_lm-gpu.safetensors")
     save_weights(model, full)
     blob = full.read_bytes()
@@ -156,25 +146,6 @@ def main(argv=None) -> None:
         print("---", s)
 
 
-INT8_GROUP = 64
-
-
-def save_int8(state: dict, path: Path) -> None:
-    """Weight-only int8 safetensors: each 2-D tensor ``k`` as int8 codes ``k`` plus fp16 scales
-    ``k.scales`` (one per group of ``INT8_GROUP`` input columns,
-    ``book_lm.int8_quantize``); other tensors fp16. Half the bytes
-    of fp16, which keeps the repository small enough to travel to a lent GPU (64 MiB)."""
-    from safetensors.torch import save
-    out = {}
-    for k, v in state.items():
-        if v.ndim == 2 and v.shape[1] % INT8_GROUP == 0:
-            q, sc = int8_quantize(v.float(), INT8_GROUP)
-            out[k], out[k + ".scales"] = q.contiguous(), sc.to(torch.float16).contiguous()
-        else:
-            out[k] = v.to(torch.float16).contiguous()
-    write_atomic(path, save(out, metadata={"format": f"int8 weight-only, group {INT8_GROUP}, fp16 scales"}))
-
-
 def join(folder: Path, work: Path | None = None) -> None:
     """Join the fp16 shards ``book_lm-gpu.part*`` in ``folder`` (checked against the sha256 of
     ``manifest-gpu.json``), store them as weight-only int8 (``save_int8``) in the package as
@@ -185,7 +156,6 @@ def join(folder: Path, work: Path | None = None) -> None:
     parts = sorted(folder.glob("book_lm-gpu.part*"), key=lambda p: int(p.name.rsplit("part", 1)[1]))
     man = json.loads((folder / "manifest-gpu.json").read_text())
     blob = b"".join(p.read_bytes() for p in parts)
-    import hashlib
     if hashlib.sha256(blob).hexdigest() != man["sha256"]:
         raise ValueError("the joined shards do not match the manifest's sha256")
     state = load(blob)
@@ -195,7 +165,6 @@ def join(folder: Path, work: Path | None = None) -> None:
     for name, st in (("fp16", state), ("int8", None)):
         model = GPT(GPTConfig(**man["config"]))
         if st is None:
-            from . import _read_weights
             st = _read_weights(dest)
         model.load_state_dict({k: v.float() for k, v in st.items()}, strict=False)
         model.eval()

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import BOOK_LM_DIR, EOT, MANIFEST, TOKENIZER, WEIGHTS, BookTokenizer, _names, _sha256, bits_per_byte, narrative_text
+from . import BOOK_LM_DIR, EOT, MANIFEST, TOKENIZER, WEIGHTS, BookTokenizer, _names, _read_weights, _sha256, save_int8, token_nll, bits_per_byte, narrative_text
 from ..gpt import GPT, GPTConfig
 from ...checkpoint import write_atomic
 from ...data import book_corpus
@@ -37,7 +37,7 @@ from ...data import book_corpus
 __all__ = ["SEED", "VOCAB_SIZE", "BLOCK_SIZE", "BATCH_SIZE", "SWEEP_SIZES", "SWEEP_BUDGETS", "SIZES", "BUDGET_FLOPS", "LRS",
            "CANDIDATES", "MAX_EPOCHS", "model_config", "flops_per_token", "prepare", "load_tokens", "eval_loss",
            "steps_for", "train_run", "sweep", "choose_size", "ngram_baseline", "save_weights", "export_checkpoint",
-           "write_data_card", "main"]
+           "write_data_card", "SAMPLE_PROMPTS", "sample_texts", "docs_bits_per_byte", "main"]
 
 SEED = 1234
 VOCAB_SIZE = 4096
@@ -322,6 +322,26 @@ def ngram_baseline(work: Path, tok: BookTokenizer, texts: dict, orders=(2, 3, 4)
     return {"grid": grid, "order": order, "discount": discount, "bits_per_byte": bpb}
 
 
+#: The prompts of the samples a manifest stores.
+SAMPLE_PROMPTS = ("The old man", "In the morning", "A computer is", "She opened the door and")
+
+
+def sample_texts(model: GPT, tok: BookTokenizer, n_tokens: int = 60) -> list[str]:
+    """One top-p 0.9 continuation of each of ``SAMPLE_PROMPTS`` (seeded), as the manifests show."""
+    g = torch.Generator().manual_seed(SEED)
+    out = []
+    for prompt in SAMPLE_PROMPTS:
+        ids = model.generate(torch.tensor([tok.encode(prompt)]), n_tokens, temperature=1.0, top_p=0.9, generator=g)
+        out.append(tok.decode(ids[0].tolist()))
+    return out
+
+
+def docs_bits_per_byte(model: GPT, tok: BookTokenizer, docs: list[str], batch_size: int = 8) -> float:
+    """Bits per byte of a list of documents, each scored from ``<|endoftext|>`` (the test split's way)."""
+    nll = sum(float(token_nll(model, tok.encode(d), bos=tok.eot_id, batch_size=batch_size).sum()) for d in docs)
+    return nll / math.log(2) / sum(len(d.encode()) for d in docs)
+
+
 def save_weights(model: GPT, path: Path) -> str:
     """fp16 safetensors of ``model`` (the tied ``lm_head`` is the embedding, stored once), written
     atomically; returns its sha256."""
@@ -422,10 +442,8 @@ def main(argv=None) -> None:
     if args.size == "cpu":
         save_weights(r["model"].cpu(), wpath)
     else:       # the gpu size ships as weight-only int8 (see gpu_sweep.save_int8)
-        from .gpu_sweep import save_int8
         save_int8({k: v.detach().cpu() for k, v in r["model"].state_dict().items() if k != "lm_head.weight"}, wpath)
     # everything below is measured on the shipped weights, loaded back as a reader loads them
-    from . import _read_weights
     model = GPT(config)
     model.load_state_dict(_read_weights(wpath), strict=False)
     model.eval()
@@ -434,21 +452,13 @@ def main(argv=None) -> None:
     cdir = book_corpus.corpus_dir()
     test_docs = book_corpus.read_split("test", cdir)
     narrative = narrative_text()
-    from . import token_nll
-    nll_bits = sum(float(token_nll(model, tok.encode(doc), bos=tok.eot_id).sum()) for doc in test_docs) / math.log(2)
-    bpb = {"test": nll_bits / sum(len(d.encode()) for d in test_docs),
-           "narrative": bits_per_byte(model, tok, narrative)}
+    bpb = {"test": docs_bits_per_byte(model, tok, test_docs), "narrative": bits_per_byte(model, tok, narrative)}
     print(f"bits per byte: {bpb}", flush=True)
     t_ng = time.time()
     ng = ngram_baseline(args.work, tok, {"test": test_docs, "narrative": [narrative]})
     print(f"n-gram baseline: order {ng['order']}, discount {ng['discount']}, {ng['bits_per_byte']}, "
           f"{time.time() - t_ng:.0f} s", flush=True)
-    g = torch.Generator().manual_seed(SEED)
-    samples = []
-    for prompt in ("The old man", "In the morning", "A computer is", "She opened the door and"):
-        ids = torch.tensor([tok.encode(prompt)])
-        outp = model.generate(ids, 60, temperature=1.0, top_p=0.9, generator=g)
-        samples.append(tok.decode(outp[0].tolist()))
+    samples = sample_texts(model, tok)
     man = {
         "name": "book_lm", "size": args.size, "config": config.__dict__, "seed": SEED,
         "training": {"budget_flops": budget, "seconds": round(r["seconds"], 1), "steps": r["steps"], "tokens_seen": r["tokens"],
