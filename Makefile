@@ -19,7 +19,7 @@ NB ?= notebooks/*.ipynb
 # two cores (pytest + a notebook kernel) do not slow each other 10-40x.
 TEST_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 GENAI_MODE=smoke PYTHONHASHSEED=0 OMP_WAIT_POLICY=PASSIVE
 
-.PHONY: help system-deps setup book test unit notebooks site-check lab execute bench clean pretrain pretrain-sweep pretrain-speech
+.PHONY: help system-deps setup book test unit notebooks site-check lab execute bench clean pretrain pretrain-sweep pretrain-speech pretrain-mt
 
 help:
 	@echo "make book     build the static site into _build/html (from stored notebook outputs)"
@@ -30,6 +30,7 @@ help:
 	@echo "make bench    run the side-by-side benchmarks in benchmarks/"
 	@echo "make pretrain train the book LM (50 min on 2 CPU cores, resumable; SIZE=gpu on a GPU)"
 	@echo "make pretrain-speech  train chapter 16's codec and TTS model (about 25 min on 2 CPU cores)"
+	@echo "make pretrain-mt   train chapter 5's translator (one GPU: about 6 min for the six-run sweep; on 2 CPU cores far longer)"
 	@echo "make system-deps   install the system packages the chapters need (Debian/Ubuntu; elsewhere: what to install)"
 
 # The system packages (their list is in tools/system_deps.sh and nowhere else). Fast when they are
@@ -97,6 +98,13 @@ pretrain-sweep: system-deps setup
 # TTS model on its tokens; each stage is skipped when its weights exist (delete them to redo it).
 pretrain-speech: system-deps setup
 	PYTHONHASHSEED=0 OMP_WAIT_POLICY=PASSIVE $(PY) -m genai_helpers.speech.pretrain
+
+# Chapter 5's translator (genai_helpers/models/bible_mt/): export and split the SWORD Bibles, train
+# the joint BPE, run the six-run sweep for the same wall-clock budget each, then store the run with
+# the best validation BLEU as int8 with its manifest, history and sweep summary (--join).
+pretrain-mt: system-deps setup
+	PYTHONHASHSEED=0 OMP_WAIT_POLICY=PASSIVE $(PY) -m genai_helpers.models.bible_mt.pretrain --prepare --sweep --work .mtwork --out .mtwork/out --seconds 330
+	PYTHONHASHSEED=0 OMP_WAIT_POLICY=PASSIVE $(PY) -m genai_helpers.models.bible_mt.pretrain --join .mtwork/out --work .mtwork
 
 # Side-by-side benchmarks (< 10 minutes on 2 CPU cores); each writes benchmarks/results/<name>.json.
 bench: setup

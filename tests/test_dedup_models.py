@@ -236,8 +236,8 @@ def test_seq2seq_greedy_decode_never_emits_padding():
                                              dropout=0.0, max_len=16)).eval()
     decode = model.decode
 
-    def pad_loving_decode(*args):                  # a model whose most probable token is always <pad>
-        logits = decode(*args).clone()
+    def pad_loving_decode(*args, **kw):                # a model whose most probable token is always <pad>
+        logits = decode(*args, **kw).clone()
         logits[..., model.config.pad_id] += 1e3
         return logits
 

@@ -146,8 +146,11 @@ class Seq2SeqTransformer(nn.Module):
             x = block(x, key_padding_mask=src_mask)            # full (bidirectional) self-attention
         return self.ln_enc(x)
 
-    def decode(self, tgt_in: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
-        """Target prefix ``(B, T)`` + memory ``(B, S, d)`` -> next-token logits ``(B, T, tgt_vocab)``.
+    def decode(self, tgt_in: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor, *,
+               last_only: bool = False) -> torch.Tensor:
+        """Target prefix ``(B, T)`` + memory ``(B, S, d)`` -> next-token logits ``(B, T, tgt_vocab)``
+        (``(B, 1, tgt_vocab)`` with ``last_only``: decoding needs only the last position's, and the
+        output head is most of a small model's work).
 
         Causal self-attention (position t sees targets ``<= t``) and cross-attention to the real
         source tokens. Right padding in ``tgt_in`` needs no mask: the causal mask already hides
@@ -160,6 +163,8 @@ class Seq2SeqTransformer(nn.Module):
         y = self._embed(self.tgt_embed, tgt_in)
         for block in self.decoder:
             y = block(y, memory, is_causal=True, context_padding_mask=src_mask)
+        if last_only:
+            y = y[:, -1:]
         return self.ln_dec(y) @ self.tgt_embed.weight.T        # tied output head
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor, tgt_out: torch.Tensor | None = None):
@@ -193,34 +198,48 @@ class Seq2SeqTransformer(nn.Module):
         return maps
 
     # ------------------------------------------------------------------ decoding
-    def _check_decode_args(self, src, max_len) -> None:
+    def _check_decode_args(self, src, max_len, no_repeat_ngram_size: int = 0) -> None:
         self._check_ids("src", src, self.config.src_vocab_size)
         check_positive_int("max_len", max_len)
         if max_len + 1 > self.config.max_len:
             raise ValueError(f"max_len must be < config.max_len ({self.config.max_len}), got {max_len}")
+        check_positive_int("no_repeat_ngram_size", no_repeat_ngram_size, minimum=0)
 
-    def _next_logits(self, ys: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
+    def _next_logits(self, ys: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor,
+                     no_repeat_ngram_size: int = 0) -> torch.Tensor:
         """Next-token logits ``(B, tgt_vocab)`` (float32) after the prefixes ``ys`` ``(B, t)``, with
-        ``<pad>`` set to ``-inf``: padding is never emitted (the loss never trained it as an output)."""
-        logits = self.decode(ys, memory, src_mask)[:, -1].float()
+        ``<pad>`` set to ``-inf``: padding is never emitted (the loss never trained it as an output).
+        With ``no_repeat_ngram_size = n > 0`` a token that would repeat an n-gram already in its
+        row's prefix is set to ``-inf`` too (the ``no_repeat_ngram_size`` of Hugging Face ``generate``)."""
+        logits = self.decode(ys, memory, src_mask, last_only=True)[:, -1].float()
         logits[:, self.config.pad_id] = float("-inf")
+        n = no_repeat_ngram_size
+        if n and ys.shape[1] > n:
+            # any earlier n-gram of the output (after <bos>) that starts with its last n-1 tokens names a
+            # token that may not come next
+            for row, seq in enumerate(ys[:, 1:].tolist()):
+                tail = tuple(seq[len(seq) - n + 1:]) if n > 1 else ()
+                banned = {seq[i + n - 1] for i in range(len(seq) - n + 1) if tuple(seq[i:i + n - 1]) == tail}
+                if banned:
+                    logits[row, list(banned)] = float("-inf")
         return logits
 
     @torch.no_grad()
-    def greedy_decode(self, src: torch.Tensor, max_len: int = 64) -> list[list[int]]:
+    def greedy_decode(self, src: torch.Tensor, max_len: int = 64, *, no_repeat_ngram_size: int = 0) -> list[list[int]]:
         """Pick the most probable token at every step, for a whole batch ``src`` ``(B, S)``.
 
-        ``<pad>`` is never picked (as in :meth:`beam_decode`). Returns one id list per sentence,
+        ``<pad>`` is never picked (as in :meth:`beam_decode`); ``no_repeat_ngram_size = n > 0``
+        never writes the same n tokens twice in one output. Returns one id list per sentence,
         without ``<bos>`` and cut before ``<eos>``.
         """
-        self._check_decode_args(src, max_len)
+        self._check_decode_args(src, max_len, no_repeat_ngram_size)
         c = self.config
         src_mask = self.source_mask(src)
         memory = self.encode(src, src_mask)
         ys = torch.full((src.shape[0], 1), c.bos_id, dtype=torch.long, device=src.device)
         done = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
         for _ in range(max_len):
-            nxt = self._next_logits(ys, memory, src_mask).argmax(-1)
+            nxt = self._next_logits(ys, memory, src_mask, no_repeat_ngram_size).argmax(-1)
             nxt = torch.where(done, torch.full_like(nxt, c.pad_id), nxt)
             ys = torch.cat([ys, nxt[:, None]], dim=1)
             done |= nxt == c.eos_id
@@ -238,18 +257,18 @@ class Seq2SeqTransformer(nn.Module):
 
     @torch.no_grad()
     def beam_decode(self, src: torch.Tensor, beam_width: int = 4, max_len: int = 64, *,
-                    length_penalty: float = 1.0, num_return: int = 1) -> list[Beam]:
+                    length_penalty: float = 1.0, num_return: int = 1, no_repeat_ngram_size: int = 0) -> list[Beam]:
         """Beam search for ONE source sentence ``src`` ``(1, S)`` (or ``(S,)``).
 
         Uses :func:`genai_helpers.sampling.beam_search`: hypotheses are ranked by
         ``log_prob / length ** length_penalty`` (0 = raw sum, which prefers short outputs).
         ``beam_width=1`` with ``length_penalty=0`` is exactly greedy decoding. Returns
         ``num_return`` :class:`~genai_helpers.sampling.Beam` objects, best first, whose ``tokens``
-        are cut before ``<eos>``.
+        are cut before ``<eos>``. ``no_repeat_ngram_size`` as in :meth:`greedy_decode`.
         """
         if isinstance(src, torch.Tensor) and src.ndim == 1:
             src = src[None]
-        self._check_decode_args(src, max_len)
+        self._check_decode_args(src, max_len, no_repeat_ngram_size)
         if src.shape[0] != 1:
             raise ValueError(f"beam_decode translates one sentence: src must be (1, S), got {tuple(src.shape)}")
         src_mask = self.source_mask(src)
@@ -257,7 +276,7 @@ class Seq2SeqTransformer(nn.Module):
 
         def step(ids: torch.Tensor) -> torch.Tensor:            # (beams, t) -> (beams, vocab)
             n = ids.shape[0]
-            return self._next_logits(ids, memory.expand(n, -1, -1), src_mask.expand(n, -1))
+            return self._next_logits(ids, memory.expand(n, -1, -1), src_mask.expand(n, -1), no_repeat_ngram_size)
 
         beams = beam_search(step, [self.config.bos_id], beam_width, max_len, eos_id=self.config.eos_id,
                             length_penalty=length_penalty, num_return=num_return)
