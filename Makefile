@@ -30,7 +30,7 @@ help:
 	@echo "make bench    run the side-by-side benchmarks in benchmarks/"
 	@echo "make pretrain train the book LM (50 min on 2 CPU cores, resumable; SIZE=gpu on a GPU)"
 	@echo "make pretrain-speech  train chapter 16's codec and TTS model (about 25 min on 2 CPU cores)"
-	@echo "make pretrain-mt   train chapter 5's translator (one GPU: about 6 min for the six-run sweep; on 2 CPU cores far longer)"
+	@echo "make pretrain-mt   train chapter 5's translator (six settings at once for 330 s each, then the best is stored; made on one GPU: a CPU trains far less in that time)"
 	@echo "make system-deps   install the system packages the chapters need (Debian/Ubuntu; elsewhere: what to install)"
 
 # The system packages (their list is in tools/system_deps.sh and nowhere else). Fast when they are
