@@ -112,6 +112,23 @@ def test_postprocess_filters_with_reasons():
     assert blocked.reason == "blocklisted"
 
 
+def test_postprocess_removes_duplicates_among_all_candidates():
+    """Beams that differ only in what trimming cut off give the same text; only the most confident
+    copy survives, whatever the other filters then decide (low-confidence copies included)."""
+    texts = [" to", " meet", " Mei", " Lin", " Kim", " Ray"]
+    a = Candidate([0, 1, 2, 3], [math.log(0.5)] * 4, False)         # -> "to meet Mei" p=0.125
+    b = Candidate([0, 1, 2, 4], [math.log(0.5)] * 4, False)         # same text after trimming
+    c = Candidate([0, 1, 2, 5], [math.log(0.6)] + [math.log(0.5)] * 3, False)   # same text, more confident
+    out = postprocess([a, b, c], texts, "x ", min_confidence=0.5)
+    assert [s.reason for s in out] == ["duplicate", "duplicate", "low confidence"]
+    assert out[2].text == "to meet Mei" and out[2].confidence == pytest.approx(0.6 * 0.25)
+    kept = postprocess([a, b, c], texts, "x ", min_confidence=0.0)
+    assert [s.reason for s in kept] == ["ok", "duplicate", "duplicate"]
+    assert len({s.text for s in kept if s.reason != "duplicate"}) == 1
+    spaced = postprocess([Candidate([0], [0.0], True), Candidate([1], [0.0], True)], [" See you", " see  you"], "x ")
+    assert [s.reason for s in spaced] == ["ok", "duplicate"]
+
+
 # ------------------------------------------------------------------------------------- service
 
 @pytest.fixture(scope="module")
@@ -178,3 +195,29 @@ def test_ngram_validation():
         NGramLM(discount=1.0)
     with pytest.raises(RuntimeError, match="fit"):
         NGramLM().prob([0], 1)
+
+
+def test_prefix_cache_between_keystrokes_gives_the_same_suggestions(service):
+    """keep_prefix_cache=True feeds only the tokens the kept cache has not seen, and every
+    suggestion (text and confidence) is the one of the service without it: while typing, after an
+    edit earlier in the text, and past the model's context (the window slides)."""
+    plain = service
+    kept = SmartCompose(plain.model, plain.tokenizer, plain.trigger, min_confidence=0.1, keep_prefix_cache=True)
+    texts = [t for t, _ in typing_session("could you send me the slides by friday. could you send me the notes ",
+                                          start=5, seed=0) if t.endswith(" ")]
+    texts += ["could you mail me the ", "could you mail me the notes by ",          # an edit: the cache is cropped
+              "could you send me the slides by friday. " * 4 + "could you send "]  # longer than block_size
+    fed_plain, fed_kept = [], []
+    for t in texts:
+        a = plain.suggestions(t, min_confidence=0.0)
+        fed_plain.append(plain.last_prompt_tokens_fed)
+        b = kept.suggestions(t, min_confidence=0.0)
+        fed_kept.append(kept.last_prompt_tokens_fed)
+        assert [s.text for s in a] == [s.text for s in b]
+        assert [s.confidence for s in a] == pytest.approx([s.confidence for s in b], abs=1e-5)
+    assert sum(fed_kept) < sum(fed_plain) / 2
+    assert all(k <= p for k, p in zip(fed_kept, fed_plain)) and fed_kept[-2] < fed_plain[-2]   # extends the edit
+    kept.reset()
+    assert kept.suggestions(texts[2])[0].text == plain.suggestions(texts[2])[0].text
+    with pytest.raises(TypeError, match="keep_prefix_cache"):
+        SmartCompose(plain.model, plain.tokenizer, keep_prefix_cache=1)

@@ -97,6 +97,33 @@ def test_cache_reorder_keeps_selected_rows():
     torch.testing.assert_close(step, full, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("max_len", [None, 24])
+def test_cache_crop_and_copy_give_the_cache_of_a_prefix(max_len):
+    """crop(n) leaves the cache of the first n tokens; a copy is independent of the original."""
+    model, x = tiny("rope"), ids(b=1, t=10)
+    with torch.no_grad():
+        cache = model.new_cache(1, max_len=max_len)
+        model.forward_cached(x[:, :8], cache)
+        cache.crop(5)
+        twin = cache.copy()
+        step = model.forward_cached(x[:, 5:10], cache)                  # writes into cache only
+        torch.testing.assert_close(step, model(x)[0][:, 5:10], atol=1e-5, rtol=1e-5)
+        assert twin.length == 5
+        again = model.forward_cached(x[:, 5:7], twin)
+        torch.testing.assert_close(again, step[:, :2], atol=1e-5, rtol=1e-5)
+        small = twin.copy(max_len=9)                                      # capacity 9, holds 7 tokens
+        assert small.max_len == 9 and small.k[0].shape[2] == 9 and small.length == 7
+        torch.testing.assert_close(model.forward_cached(x[:, 7:9], small), step[:, 2:4], atol=1e-5, rtol=1e-5)
+        with pytest.raises(ValueError, match="full"):
+            model.forward_cached(x[:, 9:10], small)
+    with pytest.raises(ValueError, match="max_len"):
+        cache.copy(max_len=2)
+    with pytest.raises(ValueError, match="length"):
+        cache.crop(11)
+    with pytest.raises(TypeError, match="length"):
+        cache.crop(2.0)
+
+
 # --------------------------------------------------------------------------------------- positions
 
 def test_rope_scores_depend_only_on_relative_offset():
@@ -144,6 +171,32 @@ def test_sinusoidal_input_is_scaled_tokens_plus_table():
     table = sinusoidal_positions(7, 32)
     expected = model.transformer.wte(x) * 32 ** 0.5 + table
     torch.testing.assert_close(seen[0], expected)
+
+
+@pytest.mark.parametrize("pos", POS)
+def test_embed_scale_multiplies_the_token_vectors_for_every_encoding(pos):
+    """embed_scale=None keeps the defaults (sqrt(d) for sinusoidal, 1 otherwise); a number sets the
+    factor for any encoding, so chapter 04 can give all three the same token scale."""
+    default = tiny(pos)
+    assert default.config.token_scale == (32 ** 0.5 if pos == "sinusoidal" else 1.0)
+    scaled = tiny(pos, embed_scale=3.0)
+    assert scaled.config.token_scale == 3.0
+    seen = []
+    scaled.transformer.h[0].register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach()))
+    x = ids(t=7)
+    with torch.no_grad():
+        scaled(x)
+    expected = scaled.transformer.wte(x) * 3.0
+    if pos == "learned":
+        expected = expected + scaled.transformer.wpe(torch.arange(7))
+    elif pos == "sinusoidal":
+        expected = expected + sinusoidal_positions(7, 32)
+    torch.testing.assert_close(seen[0], expected)
+    same = tiny(pos, embed_scale=32 ** 0.5 if pos == "sinusoidal" else 1.0)
+    with torch.no_grad():
+        torch.testing.assert_close(same(x)[0], default(x)[0])
+    with pytest.raises(ValueError, match="embed_scale"):
+        GPTConfig(vocab_size=8, embed_scale=0.0)
 
 
 # --------------------------------------------------------------------------------------- loss, tying

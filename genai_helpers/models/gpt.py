@@ -16,7 +16,8 @@ Three position encodings (``GPTConfig.pos_encoding``):
 - ``"learned"``: one trained vector per position (GPT-2). Cannot go past ``block_size``.
 - ``"sinusoidal"``: the fixed table of :func:`genai_helpers.positional.sinusoidal_positions`,
   added to the token embeddings scaled by sqrt(n_embd) (as in the original transformer, so the
-  table does not drown them); defined for any position.
+  table does not drown them); defined for any position. ``GPTConfig.embed_scale`` sets the factor
+  on the token vectors for any encoding (chapter 04 gives all three the same one to compare them).
 - ``"rope"``: rotary position embedding. Queries and keys of every head are rotated by an angle
   proportional to their position (:func:`~genai_helpers.positional.apply_rope`, importable from
   here too), so the score ``q_m · k_n`` depends only on the offset ``m - n``. Nothing is added to
@@ -84,6 +85,7 @@ class GPTConfig:
     rope_base: float = 10000.0       # RoPE (and sinusoidal) frequency base
     activation: str = "gelu_tanh"    # "gelu_tanh" (GPT-2's gelu_new) | "gelu" (exact erf, nanoGPT/BERT)
     n_kv_head: int | None = None     # key/value heads: None = n_head (multi-head); 1 = multi-query; else grouped
+    embed_scale: float | None = None # token vectors are multiplied by this; None = sqrt(n_embd) for sinusoidal, else 1
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -105,6 +107,9 @@ class GPTConfig:
             raise ValueError(f"rope_base must be a float > 1, got {self.rope_base!r}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}, got {self.activation!r}")
+        if self.embed_scale is not None and (not isinstance(self.embed_scale, (int, float))
+                                             or isinstance(self.embed_scale, bool) or not self.embed_scale > 0):
+            raise ValueError(f"embed_scale must be a number > 0 or None, got {self.embed_scale!r}")
         if self.n_kv_head is not None:
             check_positive_int("n_kv_head", self.n_kv_head)
             if self.n_head % self.n_kv_head:
@@ -113,6 +118,14 @@ class GPTConfig:
     @property
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
+
+    @property
+    def token_scale(self) -> float:
+        """The factor on the token vectors: ``embed_scale``, or by default sqrt(n_embd) for
+        ``"sinusoidal"`` (so the [-1, 1] table does not drown them) and 1 otherwise."""
+        if self.embed_scale is not None:
+            return float(self.embed_scale)
+        return math.sqrt(self.n_embd) if self.pos_encoding == "sinusoidal" else 1.0
 
     @property
     def kv_heads(self) -> int:
@@ -152,6 +165,40 @@ class KVCache:
         if self.max_len is None:
             self.k = [k[:, :, :0] for k in self.k]
             self.v = [v[:, :, :0] for v in self.v]
+
+    def crop(self, length: int) -> None:
+        """Keep only the first ``length`` stored tokens (``0 <= length <= self.length``): the cache
+        of a prefix of what it held. With ``max_len`` the buffers are kept and later writes
+        overwrite the rest."""
+        check_positive_int("length", length, minimum=0)
+        if length > self.length:
+            raise ValueError(f"length must be <= the stored length {self.length}, got {length}")
+        self.length = length
+        if self.max_len is None:
+            self.k = [k[:, :, :length] for k in self.k]
+            self.v = [v[:, :, :length] for v in self.v]
+
+    def copy(self, max_len: int | None = None) -> "KVCache":
+        """An independent copy (its own buffers): writing to one leaves the other unchanged.
+        ``max_len``: preallocate the copy with this capacity (``>= length``) and copy only the
+        stored tokens; by default the copy has the original's capacity (or grows, like it)."""
+        new = object.__new__(KVCache)
+        new.__dict__.update(self.__dict__)
+        if max_len is None:
+            new.k, new.v = [k.clone() for k in self.k], [v.clone() for v in self.v]
+            return new
+        check_positive_int("max_len", max_len)
+        if max_len < self.length:
+            raise ValueError(f"max_len must be >= the stored length {self.length}, got {max_len}")
+        n = self.length
+
+        def buffer(t: torch.Tensor) -> torch.Tensor:
+            out = t.new_zeros(t.shape[0], t.shape[1], max_len, t.shape[3])
+            out[:, :, :n] = t[:, :, :n]
+            return out
+
+        new.k, new.v, new.max_len = [buffer(k) for k in self.k], [buffer(v) for v in self.v], max_len
+        return new
 
     def nbytes(self) -> int:
         """Bytes held by the key and value buffers (capacity, not just the filled part)."""
@@ -331,6 +378,8 @@ class GPT(nn.Module):
         """Token (+ position) embeddings of ``idx`` at positions ``offset..offset+T``; RoPE tables."""
         c, T = self.config, idx.shape[1]
         x = self.transformer.wte(idx)
+        if c.token_scale != 1.0:
+            x = x * c.token_scale
         rope = None
         if c.pos_encoding == "learned":
             if offset + T > c.block_size:
@@ -342,9 +391,9 @@ class GPT(nn.Module):
             if self._sin_table is None or self._sin_table.shape[0] < need or self._sin_table.device != idx.device:
                 size = max(need, 2 * c.block_size)
                 self._sin_table = sinusoidal_positions(size, c.n_embd, c.rope_base).to(idx.device)
-            # Scale the token vectors by sqrt(n_embd) (Vaswani et al. 2017, sec. 3.4): otherwise the
-            # [-1, 1] table drowns token embeddings initialised with std 0.02.
-            x = x * math.sqrt(c.n_embd) + self._sin_table[offset:offset + T].to(x.dtype)
+            # Token vectors were scaled above (by default sqrt(n_embd), Vaswani et al. 2017, sec. 3.4):
+            # otherwise the [-1, 1] table drowns token embeddings initialised with std 0.02.
+            x = x + self._sin_table[offset:offset + T].to(x.dtype)
         else:
             pos = torch.arange(offset, offset + T, device=idx.device)
             rope = rope_cos_sin(pos, c.head_dim, c.rope_base, dtype=x.dtype)
@@ -580,16 +629,29 @@ class GPTStep:
     last position goes through ``lm_head``. :meth:`reorder` keeps rows ``index`` of the cache
     (beam search: the surviving beams' parents). Runs under ``torch.no_grad``; the caller sets
     eval mode.
+
+    ``cache``: start from a :class:`KVCache` that already holds the first ``cache.length`` tokens
+    of the sequences (Smart Compose keeps the typed prefix's cache between keystrokes); the first
+    call must then bring at least one token more. The step writes into it.
     """
 
-    def __init__(self, model: GPT, batch_size: int, *, use_cache: bool = True, max_len: int | None = None):
+    def __init__(self, model: GPT, batch_size: int, *, use_cache: bool = True, max_len: int | None = None,
+                 cache: KVCache | None = None):
         if not isinstance(model, GPT):
             raise TypeError(f"model must be a GPT, got {type(model).__name__}")
         if not isinstance(use_cache, bool):
             raise TypeError(f"use_cache must be a bool, got {type(use_cache).__name__}")
         self.model = model
-        self.cache = model.new_cache(batch_size, max_len=max_len) if use_cache else None
-        self.fed = 0                                  # how many tokens of the sequences the cache holds
+        if cache is not None:
+            if not use_cache:
+                raise ValueError("cache given with use_cache=False")
+            model._check_cache(cache)
+            if cache.batch_size != batch_size:
+                raise ValueError(f"cache holds batch_size={cache.batch_size}, expected batch_size={batch_size}")
+            self.cache = cache
+        else:
+            self.cache = model.new_cache(batch_size, max_len=max_len) if use_cache else None
+        self.fed = 0 if self.cache is None else self.cache.length   # tokens of the sequences the cache holds
 
     @torch.no_grad()
     def __call__(self, ids: torch.Tensor) -> torch.Tensor:

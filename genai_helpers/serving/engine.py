@@ -18,7 +18,6 @@ where each row's new key goes and which keys it may see. Tests check its logits 
 """
 from __future__ import annotations
 
-import math
 
 import torch
 
@@ -77,11 +76,11 @@ class BatchEngine:
         """Embeddings ``(A, 1, C)`` of one new token per row at that row's own position, and the
         rotary tables ``(A, 1, 1, hd)`` (broadcast over heads) when the model uses RoPE."""
         cfg, tr = self.cfg, self.model.transformer
-        x, rope = tr.wte(tokens), None
+        x, rope = tr.wte(tokens) * cfg.token_scale, None          # as GPT._embed (sinusoidal: sqrt(d) by default)
         if cfg.pos_encoding == "learned":
             x = x + tr.wpe(pos)
         elif cfg.pos_encoding == "sinusoidal":
-            x = x * math.sqrt(cfg.n_embd) + self._sin[pos]       # as GPT._embed: tokens scaled by sqrt(d)
+            x = x + self._sin[pos]
         else:
             cos, sin = rope_cos_sin(pos, cfg.head_dim, cfg.rope_base, dtype=x.dtype)
             rope = (cos[:, None, None, :], sin[:, None, None, :])

@@ -19,6 +19,11 @@ The service is a pipeline of small, separately testable pieces:
    sentence, drop long and low-confidence phrases, fix casing and spacing, drop duplicates and
    phrases with blocklisted words.
 
+With ``keep_prefix_cache=True`` the service keeps the KV cache of the last prompt between
+keystrokes: the email only grows, so the next request feeds only the tokens the cache has not
+seen (the longest common token prefix is reused; an edit earlier in the text drops the cache
+from that point on). Suggestions are the same as without it, to float rounding.
+
 ``confidence`` is the model's probability that the user types exactly the suggested tokens next
 (``exp`` of the summed log-probabilities), so a threshold on it trades how often a suggestion is
 shown against how often it is right.
@@ -35,6 +40,7 @@ from typing import Sequence
 import torch
 
 from .._checks import check_positive_int, check_tensor
+from ..models.gpt import GPTStep, KVCache
 from ..sampling import beam_search, check_beam_args
 
 __all__ = ["DEFAULT_BLOCKLIST", "TriggeringService", "Candidate", "beam_search_cached", "Suggestion",
@@ -105,7 +111,8 @@ class Candidate:
 @torch.no_grad()
 def beam_search_cached(model, prompt: Sequence[int] | torch.Tensor, beam_width: int, max_new_tokens: int, *,
                        eos_id: int | None = None, stop_ids: Sequence[int] = (), length_penalty: float = 1.0,
-                       first_token_mask: torch.Tensor | None = None, num_return: int | None = None) -> list[Candidate]:
+                       first_token_mask: torch.Tensor | None = None, num_return: int | None = None,
+                       cache: KVCache | None = None) -> list[Candidate]:
     """Beam search over a GPT, one new token per beam per step through its KV cache.
 
     The package's one beam core, :func:`genai_helpers.sampling.beam_search`, run over the
@@ -120,7 +127,10 @@ def beam_search_cached(model, prompt: Sequence[int] | torch.Tensor, beam_width: 
     first token (Smart Compose: after a typed space, only tokens that start a new word).
 
     The prompt is cropped to its last ``block_size - max_new_tokens`` tokens so the cache never
-    outgrows the model's context. Returns :class:`Candidate` objects, best first.
+    outgrows the model's context. ``cache``: a batch-1 :class:`~genai_helpers.models.gpt.KVCache`
+    that already holds the first ``cache.length`` tokens of the cropped prompt (fewer than all of
+    them); the search feeds only the rest and writes into it (pass a copy to keep the original).
+    Returns :class:`Candidate` objects, best first.
     """
     num_return = check_beam_args(beam_width, max_new_tokens, length_penalty, num_return)
     block = model.config.block_size
@@ -138,10 +148,20 @@ def beam_search_cached(model, prompt: Sequence[int] | torch.Tensor, beam_width: 
             raise ValueError(f"first_token_mask must be a bool tensor of shape ({V},)")
     device = next(model.parameters()).device
     prompt = prompt[-(block - max_new_tokens):].to(device)
+    if cache is not None:
+        if not isinstance(cache, KVCache):
+            raise TypeError(f"cache must be a KVCache, got {type(cache).__name__}")
+        if not 0 <= cache.length < prompt.numel():
+            raise ValueError(f"cache must hold fewer tokens than the (cropped) prompt ({prompt.numel()}), "
+                             f"got cache.length={cache.length}")
+        if cache.max_len is not None and cache.max_len < prompt.numel() + max_new_tokens:
+            raise ValueError(f"cache.max_len must be >= prompt + max_new_tokens = {prompt.numel() + max_new_tokens}, "
+                             f"got {cache.max_len}")
     was_training = model.training
     model.eval()
     try:
-        step = model.step_fn(1, max_len=prompt.numel() + max_new_tokens)
+        step = (model.step_fn(1, max_len=prompt.numel() + max_new_tokens) if cache is None
+                else GPTStep(model, 1, cache=cache))
         beams = beam_search(step, prompt, beam_width, max_new_tokens, eos_id=eos_id, stop_ids=stop_ids,
                             length_penalty=length_penalty, num_return=num_return,
                             first_token_mask=first_token_mask, reorder=step.reorder)
@@ -199,15 +219,18 @@ def postprocess(candidates: Sequence[Candidate], token_texts: Sequence[str], pre
     the first sentence end and, if unfinished, at the last whole word (:func:`trim_to_word_boundary`);
     **long filter**: keep at most ``max_words`` words (the confidence is recomputed for the tokens
     kept); **low-confidence filter**: drop it if the probability of its tokens is below
-    ``min_confidence``; drop empty ones, ones with a blocklisted word, and duplicates
-    (case-insensitive). Returns every suggestion, kept ones first (``reason == "ok"``) in order of
-    confidence, then the dropped ones with their reason.
+    ``min_confidence``; drop empty ones and ones with a blocklisted word. **Duplicates** are
+    removed among *all* candidates: beams that differ only in what trimming cut off give the same
+    text, and of each text (compared case-insensitively, spacing normalised) only the most
+    confident copy goes on to the confidence filter; the others are dropped as ``"duplicate"``.
+    Returns every suggestion, kept ones first (``reason == "ok"``) in order of confidence, then the
+    dropped ones with their reason (in candidate order).
     """
     if not 0 <= min_confidence <= 1:
         raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
     check_positive_int("max_words", max_words)
     blocked = {w.lower() for w in blocklist}
-    kept, dropped, seen = [], [], set()
+    drafts = []                                     # (text, confidence, tokens kept) per candidate
     for c in candidates:
         pieces = [token_texts[t] for t in c.tokens]
         text = "".join(pieces)
@@ -222,23 +245,26 @@ def postprocess(candidates: Sequence[Candidate], token_texts: Sequence[str], pre
             acc += pieces[n_keep]
             n_keep += 1
         conf = math.exp(sum(c.token_logprobs[:n_keep])) if n_keep else 0.0
-        text = tidy(trimmed, prefix)
+        drafts.append((tidy(trimmed, prefix), conf, n_keep))
+    best_copy: dict[str, int] = {}                  # text key -> index of its most confident copy
+    for i, (text, conf, _) in enumerate(drafts):
+        key = " ".join(text.lower().split())
+        if key not in best_copy or conf > drafts[best_copy[key]][1]:
+            best_copy[key] = i
+    kept, dropped = [], []
+    for i, (text, conf, n_keep) in enumerate(drafts):
         if not text:
             reason = "empty"
         elif any(w.lower() in blocked for w in _WORD.findall(text)):
             reason = "blocklisted"
-        elif text.lower() in seen:
+        elif best_copy[" ".join(text.lower().split())] != i:
             reason = "duplicate"
         elif conf < min_confidence:
             reason = "low confidence"
         else:
             reason = "ok"
         s = Suggestion(text, conf, n_keep, reason)
-        if reason == "ok":
-            seen.add(text.lower())
-            kept.append(s)
-        else:
-            dropped.append(s)
+        (kept if reason == "ok" else dropped).append(s)
     kept.sort(key=lambda s: s.confidence, reverse=True)
     return kept + dropped
 
@@ -259,11 +285,16 @@ class SmartCompose:
     ``tokenizer`` needs ``encode``, ``token_texts()`` and ``eos_id`` (see
     :class:`genai_helpers.data.bpe.BPETokenizer`). Tokens whose text contains ``.``, ``!``,
     ``?`` or a newline end a phrase.
+
+    ``keep_prefix_cache``: keep the KV cache of the last prompt between calls and feed only the
+    tokens it has not seen (see the module docstring). ``last_prompt_tokens_fed`` is how many
+    prompt tokens the last model call ran through the model.
     """
 
     def __init__(self, model, tokenizer, trigger: TriggeringService | None = None, *, beam_width: int = 3,
                  max_new_tokens: int = 10, min_confidence: float = 0.3, max_words: int = 6,
-                 blocklist: Sequence[str] = DEFAULT_BLOCKLIST, length_penalty: float = 1.0):
+                 blocklist: Sequence[str] = DEFAULT_BLOCKLIST, length_penalty: float = 1.0,
+                 keep_prefix_cache: bool = False):
         self.model, self.tokenizer = model, tokenizer
         self.trigger = trigger or TriggeringService()
         self.beam_width = check_positive_int("beam_width", beam_width)
@@ -276,7 +307,42 @@ class SmartCompose:
         self.stop_ids = [i for i, t in enumerate(self.token_texts) if re.search(r"[.!?]\s*$|\n", t)]
         word_start = [t.startswith(" ") and len(t.strip()) > 0 for t in self.token_texts]
         self.word_start_mask = torch.tensor(word_start, dtype=torch.bool)
+        if not isinstance(keep_prefix_cache, bool):
+            raise TypeError(f"keep_prefix_cache must be a bool, got {type(keep_prefix_cache).__name__}")
+        if max_new_tokens >= model.config.block_size:
+            raise ValueError(f"max_new_tokens must be < block_size ({model.config.block_size}), got {max_new_tokens}")
+        self.keep_prefix_cache = keep_prefix_cache
         self._shown: tuple[str, str] | None = None          # (text when shown, suggestion)
+        self._prefix_ids: list[int] = []                   # tokens held by the kept cache
+        self._prefix_cache: KVCache | None = None
+        self.last_prompt_tokens_fed = 0
+
+    def _cache_for(self, window: list[int]) -> tuple[KVCache, int]:
+        """A copy of the kept cache cropped to its longest common prefix with ``window[:-1]``, and
+        that length: the search feeds only the rest of the window, in one forward pass."""
+        if self._prefix_cache is None:
+            p = next(self.model.parameters())
+            self._prefix_cache = self.model.new_cache(1, max_len=self.model.config.block_size, device=p.device,
+                                                      dtype=p.dtype)
+            self._prefix_ids = []
+        common = 0
+        for a, b in zip(self._prefix_ids, window[:-1]):
+            if a != b:
+                break
+            common += 1
+        self._prefix_cache.crop(common)
+        self._prefix_ids = self._prefix_ids[:common]
+        return self._prefix_cache.copy(max_len=len(window) + self.max_new_tokens), common
+
+    def _keep(self, window: list[int], searched: KVCache, common: int) -> None:
+        """After the search: keep the keys/values of ``window[:-1]`` that it computed (every beam
+        row shares the prompt's; row 0 is taken) for the next call."""
+        n = len(window) - 1
+        if n > common:
+            for layer in range(len(searched.k)):
+                self._prefix_cache.update(layer, searched.k[layer][:1, :, common:n], searched.v[layer][:1, :, common:n])
+            self._prefix_cache.length = n
+        self._prefix_ids = list(window[:-1])
 
     def candidates(self, prefix: str) -> list[Candidate]:
         """Raw beams for ``prefix``. A trailing space is removed from the prompt and the first
@@ -285,10 +351,16 @@ class SmartCompose:
             raise ValueError("prefix must be a non-empty string")
         at_boundary = prefix.endswith(" ")
         ids = self.tokenizer.encode(prefix.rstrip(" ") if at_boundary else prefix)
-        return beam_search_cached(self.model, ids, self.beam_width, self.max_new_tokens,
-                                  eos_id=self.tokenizer.eos_id, stop_ids=self.stop_ids,
-                                  length_penalty=self.length_penalty,
-                                  first_token_mask=self.word_start_mask if at_boundary else None)
+        window = [int(t) for t in ids][-(self.model.config.block_size - self.max_new_tokens):]  # what the search reads
+        cache, common = self._cache_for(window) if self.keep_prefix_cache else (None, 0)
+        self.last_prompt_tokens_fed = len(window) - common
+        out = beam_search_cached(self.model, window, self.beam_width, self.max_new_tokens,
+                                 eos_id=self.tokenizer.eos_id, stop_ids=self.stop_ids,
+                                 length_penalty=self.length_penalty,
+                                 first_token_mask=self.word_start_mask if at_boundary else None, cache=cache)
+        if cache is not None:
+            self._keep(window, cache, common)
+        return out
 
     def suggestions(self, prefix: str, **overrides) -> list[Suggestion]:
         """Every post-processed candidate (kept first, then dropped with reasons)."""
@@ -326,7 +398,9 @@ class SmartCompose:
         return KeystrokeResult(s, "model", (time.perf_counter() - t0) * 1e3)
 
     def reset(self) -> None:
+        """Forget the shown suggestion and the kept prefix cache (a new email)."""
         self._shown = None
+        self._prefix_ids, self._prefix_cache = [], None
 
 
 def typing_session(text: str, start: int = 0, seed: int = 0, mean_gap_ms: float = 180.0) -> list[tuple[str, float]]:
