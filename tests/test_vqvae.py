@@ -7,8 +7,8 @@ import torch.nn.functional as F
 
 from genai_helpers.models.token_prior import (generation_flops, grid_to_sequence, sample_token_grid,
                                               sequence_to_grid)
-from genai_helpers.models.vqvae import (VQVAE, VectorQuantizer, VQVAEConfig, codebook_usage, nearest_codes,
-                                        straight_through, vq_losses)
+from genai_helpers.models.vqvae import (VQVAE, VectorQuantizer, VQVAEConfig, codebook_usage, ema_codebook_update,
+                                        kmeans, nearest_codes, straight_through, vq_losses)
 
 
 def brute_force_nearest(z, codebook):
@@ -173,6 +173,100 @@ def test_argument_validation_names_the_parameter():
         codebook_usage(torch.tensor([0.0]), 3)
     with pytest.raises(ValueError, match="counts"):
         model.quantizer.reset_dead_codes(torch.zeros(5, 4), torch.zeros(3))
+
+
+def test_ema_codebook_update_matches_a_hand_computation():
+    # K = 3 codes in D = 2; counts start at 1 and sums at the codes themselves
+    count = torch.tensor([1.0, 1.0, 1.0])
+    total_sum = torch.tensor([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]])
+    z = torch.tensor([[2.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
+    codes = torch.tensor([0, 0, 1])                      # code 2 is picked by nobody
+    new = ema_codebook_update(count, total_sum, z, codes, decay=0.5, eps=0.1)
+    # count = 0.5 * 1 + 0.5 * [2, 1, 0] = [1.5, 1.0, 0.5]; sum = 0.5 * old + 0.5 * [[2, 2], [3, 3], [0, 0]]
+    assert count.tolist() == [1.5, 1.0, 0.5]
+    assert total_sum.tolist() == [[1.0, 1.0], [2.0, 2.0], [2.5, 2.5]]
+    # Laplace smoothing: total 3, N_k = (count_k + 0.1) / (3 + 3 * 0.1) * 3
+    n = [(c + 0.1) / 3.3 * 3 for c in (1.5, 1.0, 0.5)]
+    expected = torch.tensor([[1.0 / n[0]] * 2, [2.0 / n[1]] * 2, [2.5 / n[2]] * 2])
+    assert torch.allclose(new, expected)
+
+
+def test_ema_quantizer_moves_codes_towards_their_assigned_outputs_without_gradient():
+    vq = VectorQuantizer(2, 1, ema_decay=0.9)
+    with torch.no_grad():
+        vq.codebook.weight.copy_(torch.tensor([[0.0], [10.0]]))
+        vq.ema_sum.copy_(vq.codebook.weight)
+    assert not vq.codebook.weight.requires_grad
+    z_e = torch.full((1, 1, 2, 2), 1.0, requires_grad=True)   # every output is nearest to code 0
+    vq.train()
+    _, codes, cb_loss, _ = vq(z_e)
+    assert codes.eq(0).all() and not cb_loss.requires_grad
+    # count_0 = 0.9 + 0.1 * 4 = 1.3, sum_0 = 0.1 * 4 = 0.4; code 1 keeps count 0.9, sum 9
+    n0, n1 = [(c + 1e-5) / (2.2 + 2e-5) * 2.2 for c in (1.3, 0.9)]
+    assert vq.codebook.weight[0, 0].item() == pytest.approx(0.4 / n0, rel=1e-5)
+    assert vq.codebook.weight[1, 0].item() == pytest.approx(9.0 / n1, rel=1e-5)
+    vq.eval()                                                     # no update outside training
+    before = vq.codebook.weight.clone()
+    vq(z_e)
+    assert torch.equal(before, vq.codebook.weight)
+    # the total loss of an EMA VQ-VAE has no codebook term, and the codebook is not a trained parameter
+    model = VQVAE(VQVAEConfig(hidden=8, embed_dim=4, codebook_size=16, beta=0.4, ema_decay=0.99))
+    out = model(torch.rand(2, 1, 8, 8) * 2 - 1)
+    assert out.loss.item() == pytest.approx(out.recon_loss.item() + 0.4 * out.commitment_loss.item(), rel=1e-6)
+
+
+def test_kmeans_init_places_every_code_on_the_data():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[-5.0, 0.0], [5.0, 0.0], [0.0, 5.0], [0.0, -5.0]])
+    z = (centres[:, None, :] + 0.1 * torch.randn(4, 50, 2, generator=g)).reshape(-1, 2)
+    found = kmeans(z, 4, n_iter=20, generator=torch.Generator().manual_seed(1))
+    # each true cluster centre has a centroid within 0.1, and each centroid lies among the data
+    assert torch.cdist(centres, found).min(1).values.max() < 0.1
+    assert torch.cdist(found, z).min(1).values.max() < 0.2
+    # init="kmeans" waits for the first training batch, then every code sits among its encoder outputs
+    vq = VectorQuantizer(4, 2, init="kmeans")
+    assert not bool(vq.initialized)
+    vq.eval()
+    vq(z.T.reshape(1, 2, 20, 10))                                  # eval mode: no initialisation
+    assert not bool(vq.initialized)
+    vq.train()
+    torch.manual_seed(0)
+    _, codes, _, _ = vq(z.T.reshape(1, 2, 20, 10))
+    assert bool(vq.initialized)
+    assert torch.cdist(centres, vq.codebook.weight.detach()).min(1).values.max() < 0.1
+    assert codebook_usage(codes, 4)["used"] == 4
+    # with more codes than rows, every row is reused and no code is left off the data
+    few = kmeans(z[:3], 5, n_iter=3, generator=torch.Generator().manual_seed(0))
+    assert torch.cdist(few, z[:3]).min(1).values.max() == 0
+
+
+def test_ema_and_kmeans_arguments_are_validated_by_name():
+    with pytest.raises(ValueError, match="ema_decay"):
+        VectorQuantizer(4, 2, ema_decay=1.0)
+    with pytest.raises(TypeError, match="ema_decay"):
+        VectorQuantizer(4, 2, ema_decay="0.99")
+    with pytest.raises(ValueError, match="ema_decay"):
+        VQVAEConfig(ema_decay=0.0)
+    with pytest.raises(ValueError, match="eps"):
+        VectorQuantizer(4, 2, ema_decay=0.99, eps=0.0)
+    with pytest.raises(TypeError, match="kmeans_iters"):
+        VectorQuantizer(4, 2, init="kmeans", kmeans_iters=2.5)
+    with pytest.raises(ValueError, match="init"):
+        VectorQuantizer(4, 2, init="k-means")
+    with pytest.raises(ValueError, match="k must be"):
+        kmeans(torch.zeros(5, 2), 0)
+    with pytest.raises(ValueError, match="n_iter"):
+        kmeans(torch.zeros(5, 2), 2, n_iter=-1)
+    with pytest.raises(ValueError, match="z must hold"):
+        kmeans(torch.zeros(0, 2), 2)
+    with pytest.raises(TypeError, match="z must be"):
+        kmeans([[0.0, 1.0]], 2)
+    with pytest.raises(ValueError, match="dimension"):
+        VectorQuantizer(4, 2).init_from_data(torch.zeros(5, 3))
+    with pytest.raises(ValueError, match="decay"):
+        ema_codebook_update(torch.ones(2), torch.zeros(2, 1), torch.zeros(1, 1), torch.zeros(1, dtype=torch.long), 1.5)
+    with pytest.raises(ValueError, match="shapes"):
+        ema_codebook_update(torch.ones(3), torch.zeros(2, 1), torch.zeros(1, 1), torch.zeros(1, dtype=torch.long), 0.9)
 
 
 def test_grid_sequence_round_trip_and_bos_check():

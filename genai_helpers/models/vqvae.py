@@ -17,8 +17,17 @@ is copied straight through to the encoder (``z_e + sg[z_q - z_e]``: forward valu
 identity).
 
 Codes that no encoder output picks receive no gradient and stay unused forever ("dead codes",
-codebook collapse). :func:`codebook_usage` measures it (used codes, perplexity) and
-:meth:`VectorQuantizer.reset_dead_codes` fixes it by moving dead codes onto random encoder outputs.
+codebook collapse). :func:`codebook_usage` measures it (used codes, perplexity). Three remedies
+live here (chapter 12, section 12.6):
+
+* :meth:`VectorQuantizer.reset_dead_codes` moves dead codes onto random encoder outputs (used by
+  Jukebox, Dhariwal et al. 2020, and some VQGAN-family code bases);
+* ``ema_decay``: the codebook is not trained by the codebook loss but set to exponential moving
+  averages of the encoder outputs assigned to each code (van den Oord et al. 2017, appendix;
+  Razavi et al. 2019), see :func:`ema_codebook_update`;
+* ``init="kmeans"``: the codebook starts at k-means centroids of the encoder outputs of the first
+  training batch (:func:`kmeans`), so every code starts where the data is (as in SoundStream,
+  Zeghidour et al. 2021).
 """
 from __future__ import annotations
 
@@ -31,7 +40,8 @@ import torch.nn.functional as F
 
 from .._checks import check_positive_int, check_tensor
 
-__all__ = ["nearest_codes", "straight_through", "vq_losses", "codebook_usage", "VectorQuantizer", "ResidualBlock",
+__all__ = ["nearest_codes", "straight_through", "vq_losses", "codebook_usage", "ema_codebook_update", "kmeans",
+           "VectorQuantizer", "ResidualBlock",
            "VQVAEConfig", "Encoder", "Decoder", "VQVAEOutput", "VQVAE"]
 
 
@@ -41,6 +51,24 @@ def _check_beta(beta) -> float:
     if not (beta >= 0 and math.isfinite(beta)):
         raise ValueError(f"beta must be a finite float >= 0, got {beta}")
     return float(beta)
+
+
+def _check_ema_decay(ema_decay) -> float | None:
+    if ema_decay is None:
+        return None
+    if not isinstance(ema_decay, (int, float)) or isinstance(ema_decay, bool):
+        raise TypeError(f"ema_decay must be None or a float in (0, 1), got {type(ema_decay).__name__}")
+    if not 0 < ema_decay < 1:
+        raise ValueError(f"ema_decay must be in (0, 1), got {ema_decay}")
+    return float(ema_decay)
+
+
+def _check_eps(eps) -> float:
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool):
+        raise TypeError(f"eps must be a float > 0, got {type(eps).__name__}")
+    if not (eps > 0 and math.isfinite(eps)):
+        raise ValueError(f"eps must be a finite float > 0, got {eps}")
+    return float(eps)
 
 
 def nearest_codes(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
@@ -98,25 +126,126 @@ def codebook_usage(codes: torch.Tensor, codebook_size: int) -> dict:
             "perplexity": float(entropy.exp())}
 
 
+@torch.no_grad()
+def ema_codebook_update(ema_count: torch.Tensor, ema_sum: torch.Tensor, z: torch.Tensor, codes: torch.Tensor,
+                        decay: float, eps: float = 1e-5) -> torch.Tensor:
+    """One EMA codebook step (van den Oord et al. 2017, appendix A.1; Razavi et al. 2019); in place.
+
+    ``ema_count`` ``(K,)`` and ``ema_sum`` ``(K, D)`` are the running count and running sum of the
+    encoder outputs assigned to each code; ``z`` ``(N, D)`` this batch's encoder outputs, ``codes``
+    ``(N,)`` their nearest codes. With ``n_k`` = how many rows picked code ``k`` and ``s_k`` their sum::
+
+        ema_count <- decay * ema_count + (1 - decay) * n_k
+        ema_sum   <- decay * ema_sum   + (1 - decay) * s_k
+        N_k       =  (ema_count_k + eps) / (sum(ema_count) + K * eps) * sum(ema_count)   Laplace smoothing
+        codebook  =  ema_sum / N_k                                                       returned, (K, D)
+
+    The smoothing keeps ``N_k > 0`` for codes nobody picks (no division by zero) and leaves the
+    total count unchanged. Returns the new codebook; the caller copies it into its weights.
+    """
+    decay, eps = _check_ema_decay(decay), _check_eps(eps)
+    if decay is None:
+        raise TypeError("decay must be a float in (0, 1), got None")
+    check_tensor("ema_count", ema_count, ndim=1)
+    check_tensor("ema_sum", ema_sum, ndim=2)
+    check_tensor("z", z, ndim=2)
+    check_tensor("codes", codes, ndim=1)
+    K, D = ema_sum.shape
+    if ema_count.shape[0] != K or z.shape[1] != D or codes.shape[0] != z.shape[0]:
+        raise ValueError(f"shapes do not match: ema_count {tuple(ema_count.shape)}, ema_sum {tuple(ema_sum.shape)}, "
+                         f"z {tuple(z.shape)}, codes {tuple(codes.shape)}")
+    onehot = F.one_hot(codes.long(), K).to(z.dtype)                    # (N, K)
+    ema_count.mul_(decay).add_(onehot.sum(0), alpha=1 - decay)
+    ema_sum.mul_(decay).add_(onehot.T @ z, alpha=1 - decay)
+    total = ema_count.sum()
+    smoothed = (ema_count + eps) / (total + K * eps) * total
+    return ema_sum / smoothed[:, None]
+
+
+@torch.no_grad()
+def kmeans(z: torch.Tensor, k: int, *, n_iter: int = 10, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``k`` centroids ``(k, D)`` of the rows of ``z`` ``(N, D)`` by Lloyd's algorithm.
+
+    Starts from ``k`` distinct random rows (rows reused only when ``N < k``), then ``n_iter`` rounds
+    of "assign each row to its nearest centroid, move each centroid to the mean of its rows". A
+    centroid that loses all its rows stays where it was. Every centroid therefore lies on or among
+    the data: used to initialise a codebook from encoder outputs (``init="kmeans"``).
+    """
+    check_tensor("z", z, ndim=2)
+    check_positive_int("k", k)
+    check_positive_int("n_iter", n_iter, minimum=0)
+    if z.shape[0] == 0:
+        raise ValueError("z must hold at least one row")
+    z = z.float()
+    centroids = z[_sample_rows(z.shape[0], k, generator).to(z.device)].clone()
+    for _ in range(n_iter):
+        assign = nearest_codes(z, centroids)
+        sums = torch.zeros_like(centroids).index_add_(0, assign, z)
+        counts = torch.bincount(assign, minlength=k)
+        filled = counts > 0
+        centroids[filled] = sums[filled] / counts[filled, None].to(z.dtype)
+    return centroids
+
+
 class VectorQuantizer(nn.Module):
     """Codebook of ``codebook_size`` vectors of size ``embed_dim``; nearest-code quantisation.
 
-    ``init="uniform"`` draws the codebook from U(-1/K, 1/K), the original VQ-VAE recipe (and the
-    one that leaves many codes dead); ``init="normal"`` from N(0, 1).
+    ``init="uniform"`` draws the codebook from U(-1/K, 1/K) (the default of common PyTorch VQ-VAE
+    implementations; the paper does not specify one; it leaves many codes dead);
+    ``init="normal"`` from N(0, 1); ``init="kmeans"`` starts uniform and, on the first forward
+    pass in training mode, replaces the codebook by :func:`kmeans` centroids of that batch's
+    encoder outputs (``kmeans_iters`` Lloyd rounds).
+
+    ``ema_decay=None``: the codebook is a parameter trained by the codebook loss. ``ema_decay`` in
+    (0, 1) (typically 0.99): the codebook takes no gradient; every forward pass in training mode
+    applies :func:`ema_codebook_update` (Laplace smoothing ``eps``) and the returned codebook loss
+    is detached (a value to log, nothing to train).
     """
 
-    def __init__(self, codebook_size: int, embed_dim: int, *, init: str = "uniform"):
+    def __init__(self, codebook_size: int, embed_dim: int, *, init: str = "uniform",
+                 ema_decay: float | None = None, eps: float = 1e-5, kmeans_iters: int = 10):
         super().__init__()
         check_positive_int("codebook_size", codebook_size)
         check_positive_int("embed_dim", embed_dim)
-        if init not in ("uniform", "normal"):
-            raise ValueError(f"init must be 'uniform' or 'normal', got {init!r}")
-        self.codebook_size, self.embed_dim = codebook_size, embed_dim
+        if init not in ("uniform", "normal", "kmeans"):
+            raise ValueError(f"init must be 'uniform', 'normal' or 'kmeans', got {init!r}")
+        self.ema_decay, self.eps = _check_ema_decay(ema_decay), _check_eps(eps)
+        self.kmeans_iters = check_positive_int("kmeans_iters", kmeans_iters, minimum=0)
+        self.codebook_size, self.embed_dim, self.init = codebook_size, embed_dim, init
         self.codebook = nn.Embedding(codebook_size, embed_dim)
-        if init == "uniform":
-            nn.init.uniform_(self.codebook.weight, -1.0 / codebook_size, 1.0 / codebook_size)
-        else:
+        if init == "normal":
             nn.init.normal_(self.codebook.weight)
+        else:
+            nn.init.uniform_(self.codebook.weight, -1.0 / codebook_size, 1.0 / codebook_size)
+        # True once the codebook holds its starting values (k-means waits for the first batch)
+        self.register_buffer("initialized", torch.tensor(init != "kmeans"))
+        if self.ema_decay is not None:
+            self.codebook.weight.requires_grad_(False)
+            # count 1 and sum = the code itself: a code nobody picks keeps its value (both decay alike)
+            self.register_buffer("ema_count", torch.ones(codebook_size))
+            self.register_buffer("ema_sum", self.codebook.weight.detach().clone())
+
+    @property
+    def uses_ema(self) -> bool:
+        return self.ema_decay is not None
+
+    @torch.no_grad()
+    def init_from_data(self, z_e: torch.Tensor, generator: torch.Generator | None = None) -> None:
+        """Set the codebook to k-means centroids of encoder outputs ``z_e`` ``(B, D, h, w)`` or ``(N, D)``."""
+        flat = self._flatten("z_e", z_e)
+        centroids = kmeans(flat, self.codebook_size, n_iter=self.kmeans_iters, generator=generator)
+        self.codebook.weight.copy_(centroids.to(self.codebook.weight))
+        if self.uses_ema:
+            self.ema_count.fill_(1.0)
+            self.ema_sum.copy_(self.codebook.weight)
+        self.initialized.fill_(True)
+
+    def _flatten(self, name: str, z_e: torch.Tensor) -> torch.Tensor:
+        check_tensor(name, z_e, ndim=(2, 4))
+        flat = z_e.permute(0, 2, 3, 1).reshape(-1, z_e.shape[1]) if z_e.ndim == 4 else z_e
+        if flat.shape[1] != self.embed_dim:
+            raise ValueError(f"{name} must have dimension {self.embed_dim}, got {flat.shape[1]}")
+        return flat
 
     def forward(self, z_e: torch.Tensor):
         """``z_e`` ``(B, D, h, w)`` -> ``(z_q_st, codes, codebook_loss, commitment_loss)``.
@@ -129,9 +258,17 @@ class VectorQuantizer(nn.Module):
             raise ValueError(f"z_e must have {self.embed_dim} channels, got {z_e.shape[1]}")
         B, D, h, w = z_e.shape
         flat = z_e.permute(0, 2, 3, 1).reshape(-1, D)                # (B*h*w, D)
+        if self.training and not bool(self.initialized):
+            self.init_from_data(flat.detach())                          # init="kmeans": first training batch
         codes = nearest_codes(flat.detach(), self.codebook.weight.detach())
+        if self.training and self.uses_ema:
+            new = ema_codebook_update(self.ema_count, self.ema_sum, flat.detach().float(), codes,
+                                      self.ema_decay, self.eps)
+            self.codebook.weight.copy_(new.to(self.codebook.weight))
         z_q = self.lookup(codes.view(B, h, w))                          # (B, D, h, w), grad to the codebook
         codebook_loss, commitment_loss = vq_losses(z_e, z_q)
+        if self.uses_ema:
+            codebook_loss = codebook_loss.detach()                      # the EMA moves the codes, not this loss
         return straight_through(z_e, z_q), codes.view(B, h, w), codebook_loss, commitment_loss
 
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
@@ -149,7 +286,8 @@ class VectorQuantizer(nn.Module):
         ``z_e``: encoder outputs ``(B, D, h, w)`` or ``(N, D)`` from recent batches; ``counts``
         ``(K,)``: how often each code was picked since the last reset. Returns how many codes were
         moved. A moved code sits where the data is, so the next batch picks it and its gradient
-        flows again (the fix used by Jukebox and most VQGAN code bases). The encoder outputs are
+        flows again (the fix used by Jukebox, Dhariwal et al. 2020, and some VQGAN-family code
+        bases). The encoder outputs are
         drawn *without* replacement: two dead codes restarted on the same vector would stay tied
         (the nearest-code search always picks the lower index, so the other stays dead). Only when
         there are more dead codes than outputs is an output reused, as evenly as possible.
@@ -158,10 +296,7 @@ class VectorQuantizer(nn.Module):
         if counts.shape[0] != self.codebook_size:
             raise ValueError(f"counts must have {self.codebook_size} entries, got {counts.shape[0]}")
         check_positive_int("min_count", min_count)
-        check_tensor("z_e", z_e, ndim=(2, 4))
-        flat = z_e.permute(0, 2, 3, 1).reshape(-1, self.embed_dim) if z_e.ndim == 4 else z_e
-        if flat.shape[1] != self.embed_dim:
-            raise ValueError(f"z_e must have dimension {self.embed_dim}, got {flat.shape[1]}")
+        flat = self._flatten("z_e", z_e)
         dead = (counts.to(self.codebook.weight.device) < min_count).nonzero().flatten()
         if len(dead) == 0:
             return 0
@@ -169,6 +304,9 @@ class VectorQuantizer(nn.Module):
             raise ValueError("z_e must hold at least one encoder output to restart dead codes on")
         pick = _sample_rows(flat.shape[0], len(dead), generator)
         self.codebook.weight[dead] = flat[pick.to(flat.device)].to(self.codebook.weight)
+        if self.uses_ema:                                   # restart the running averages there too
+            self.ema_count[dead] = 1.0
+            self.ema_sum[dead] = self.codebook.weight[dead]
         return int(len(dead))
 
 
@@ -200,13 +338,15 @@ class VQVAEConfig:
     n_down: int = 2               # stride-2 convolutions: a 28x28 image becomes a 7x7 token grid
     n_res: int = 1                # residual blocks in the encoder and decoder
     beta: float = 0.25            # weight of the commitment loss
-    init: str = "uniform"         # codebook initialisation (see VectorQuantizer)
+    init: str = "uniform"         # codebook initialisation: "uniform", "normal" or "kmeans" (see VectorQuantizer)
+    ema_decay: float | None = None  # None: codebook loss trains the codebook; e.g. 0.99: EMA codebook updates
 
     def __post_init__(self):
         for name in ("in_channels", "hidden", "embed_dim", "codebook_size", "n_down"):
             check_positive_int(name, getattr(self, name))
         check_positive_int("n_res", self.n_res, minimum=0)
         _check_beta(self.beta)
+        _check_ema_decay(self.ema_decay)
 
 
 class Encoder(nn.Module):
@@ -255,7 +395,7 @@ class VQVAEOutput:
     recon_loss: torch.Tensor       # mean squared error per pixel
     codebook_loss: torch.Tensor
     commitment_loss: torch.Tensor
-    loss: torch.Tensor             # recon + codebook + beta * commitment
+    loss: torch.Tensor             # recon + codebook + beta * commitment (no codebook term with EMA)
 
 
 class VQVAE(nn.Module):
@@ -267,7 +407,7 @@ class VQVAE(nn.Module):
             raise TypeError(f"config must be a VQVAEConfig, got {type(config).__name__}")
         self.config = c = config
         self.encoder = Encoder(c)
-        self.quantizer = VectorQuantizer(c.codebook_size, c.embed_dim, init=c.init)
+        self.quantizer = VectorQuantizer(c.codebook_size, c.embed_dim, init=c.init, ema_decay=c.ema_decay)
         self.decoder = Decoder(c)
 
     def _check_images(self, x: torch.Tensor) -> None:
@@ -284,7 +424,8 @@ class VQVAE(nn.Module):
         z_q, codes, cb, commit = self.quantizer(z_e)
         recon = self.decoder(z_q)
         rec = F.mse_loss(recon, x)
-        return VQVAEOutput(recon, codes, z_e, rec, cb, commit, rec + cb + self.config.beta * commit)
+        codebook_term = 0.0 if self.quantizer.uses_ema else cb
+        return VQVAEOutput(recon, codes, z_e, rec, cb, commit, rec + codebook_term + self.config.beta * commit)
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
