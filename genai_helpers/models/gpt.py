@@ -121,8 +121,8 @@ class GPTConfig:
 
     @property
     def token_scale(self) -> float:
-        """The factor on the token vectors: ``embed_scale``, or by default sqrt(n_embd) for
-        ``"sinusoidal"`` (so the [-1, 1] table does not drown them) and 1 otherwise."""
+        """Factor applied to the token vectors, which is ``embed_scale`` when set, else sqrt(n_embd)
+        for ``"sinusoidal"`` (so the [-1, 1] table does not drown them) and 1 otherwise."""
         if self.embed_scale is not None:
             return float(self.embed_scale)
         return math.sqrt(self.n_embd) if self.pos_encoding == "sinusoidal" else 1.0

@@ -60,7 +60,8 @@ def sweep_summary() -> dict:
 
 @dataclass
 class Translator:
-    """A loaded translator: ``model`` (a :class:`Seq2SeqTransformer`), ``vocab`` (the joint BPE),
+    """A loaded translator, with ``model`` (a
+    :class:`~genai_helpers.models.seq2seq.Seq2SeqTransformer`), ``vocab`` (the joint BPE) and
     ``no_repeat_ngram_size`` (the decoding setting chosen on validation BLEU)."""
     model: Seq2SeqTransformer
     vocab: object

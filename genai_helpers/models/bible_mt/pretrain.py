@@ -44,8 +44,9 @@ MAX_LEN = 256              # the model's position table: longest source or outpu
 SEED = 0
 LABEL_SMOOTHING = 0.1
 BATCH_PAIRS = 192
-#: Every run of the sweep: name -> settings. All share the vocabulary, the data and the wall-clock
-#: budget; sizes stay at most about 8 M parameters (the int8 file must stay small enough to ship).
+#: Every run of the sweep, by name, with its settings. All share the vocabulary, the data and the
+#: wall-clock budget, and sizes stay at most about 8 M parameters (the int8 file must stay small
+#: enough to ship).
 RUNS = {
     "base": dict(d_model=256, layers=(3, 3), dropout=0.3, lr=1e-3, dae=0.0),
     "lr2e-3": dict(d_model=256, layers=(3, 3), dropout=0.3, lr=2e-3, dae=0.0),
@@ -119,7 +120,7 @@ def decode_bleu(model, vocab, sources, references, device, *, no_repeat_ngram_si
 
 def train_run(name: str, work: str | os.PathLike, out: str | os.PathLike, seconds: float,
               device: str | None = None, evals: int = 12, eval_limit: int | None = None) -> dict:
-    """Train run ``name`` of :data:`RUNS` (``name@seed`` for another seed than :data:`SEED`) for ``seconds`` of wall clock; write ``<out>/<name>.safetensors``
+    """Train run ``name`` of :data:`RUNS` (``name@seed`` for another seed than ``SEED``) for ``seconds`` of wall clock; write ``<out>/<name>.safetensors``
     (fp16) and ``<out>/<name>.json`` (history, validation BLEU per decoding setting, test BLEU)."""
     from safetensors.torch import save
     from ...data import translation as T
