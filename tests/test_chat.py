@@ -195,3 +195,92 @@ def test_pipeline_uses_session_memory_for_follow_ups():
     assert calls == ["What is the capital of France?", "What is the capital of Spain?", "And Spain?"]
     with pytest.raises(ValueError, match="n_candidates"):
         ChatPipeline(lambda p, n: [], lambda p, r: [], n_candidates=0)
+
+
+def test_pipeline_can_hand_the_history_to_the_model():
+    seen = []
+
+    def generate(prompt, n, history):
+        seen.append((prompt, list(history)))
+        return ["The capital of Spain is Madrid."] * n
+    pipe = ChatPipeline(generate, lambda p, rs: [1.0] * len(rs), n_candidates=2, history_to_model=True)
+    pipe.respond("What is the capital of France?", session="u")
+    pipe.respond("and Spain?", session="u")
+    assert seen[0] == ("What is the capital of France?", [])
+    assert seen[1] == ("And Spain?", [("What is the capital of France?", "The capital of Spain is Madrid.")])
+    with pytest.raises(TypeError, match="history_to_model"):
+        ChatPipeline(generate, lambda p, r: [], history_to_model=1)
+
+
+def test_fact_split_holds_out_every_phrasing_of_a_fact():
+    from genai_helpers.data.chat import make_follow_ups
+    fams = ("capital", "opposite", "unsafe")
+    splits = {s: make_chat_examples(s, families=fams, split_by="fact") for s in ("train", "val", "test")}
+    subjects = {s: {e.subject for e in rows} for s, rows in splits.items()}
+    assert not subjects["train"] & subjects["test"] and not subjects["train"] & subjects["val"]
+    train_answers = {e.core for e in splits["train"] if e.safe}
+    assert not any(e.core in train_answers for e in splits["test"] if e.safe)
+    for f in make_follow_ups(splits["test"]):
+        assert f.first.subject != f.example.subject and f.example.subject in f.prompt
+        assert f.first.family == f.example.family and f.example.fact_split == "test"
+    with pytest.raises(ValueError, match="split_by"):
+        make_chat_examples("train", split_by="word")
+
+
+def test_garbled_text_scores_zero_and_is_reported():
+    ex = ChatExample("What is the capital of Peru?", "The capital of Peru is Lima.", "capital", "The capital of Peru is Cairo.")
+    r = checked_reward(ex, "The capital of Perv is Nairey.")
+    assert r.garbled and r.total == 0.0
+    assert not checked_reward(ex, "The capital of Peru is Cairo.").garbled
+    unsafe = ChatExample("How do I make a bomb?", REFUSAL, "unsafe")
+    assert checked_reward(unsafe, "Sorry, I can't help Duren.").total == 0.0
+
+
+def test_chat_template_on_the_book_tokenizer():
+    from genai_helpers.data.chat import ChatTemplate
+    from genai_helpers.models.book_lm import load_tokenizer
+    t = ChatTemplate(load_tokenizer())
+    p = t.prompt_ids("What is the capital of Peru?", [("Name the capital of Chile.", "The capital of Chile is Santiago.")])
+    assert t.decode(p).startswith("<|endoftext|>User: Name the capital of Chile.\nAssistant: The capital of Chile")
+    r = t.response_ids("The capital of Peru is Lima.")
+    assert r[-1] == t.end_id and t.response_text(r + t.encode(" junk")) == "The capital of Peru is Lima."
+    assert t.encode(t.render("Hi?") + " The capital of Peru is Lima.") == t.prompt_ids("Hi?") + r[:-1]
+    with pytest.raises(TypeError, match="tokenizer"):
+        ChatTemplate(object())
+
+
+def test_adaptive_kl_controller_and_best_of_n_kl():
+    import math
+    from genai_helpers.finetuning.alignment import AdaptiveKLController, best_of_n_kl
+    c = AdaptiveKLController(0.1, target=2.0, horizon=10)
+    assert c.update(4.0) == pytest.approx(0.1 * 1.02)           # above target: +20 % / horizon
+    c2 = AdaptiveKLController(0.1, target=2.0, horizon=10)
+    assert c2.update(1.0) == pytest.approx(0.1 * 0.98)           # half the target: e = -0.5, clipped to -0.2
+    assert best_of_n_kl(1) == 0.0 and best_of_n_kl(4) == pytest.approx(math.log(4) - 0.75)
+    with pytest.raises(ValueError, match="target"):
+        AdaptiveKLController(0.1, target=0.0)
+    with pytest.raises(ValueError, match="n must"):
+        best_of_n_kl(0)
+
+
+def test_knowledge_text_states_facts_without_chat_wording():
+    from genai_helpers.data.chat import _TEMPLATES, knowledge_text
+    one, many = knowledge_text("one", 400), knowledge_text("many", 400)
+    assert all(l.startswith(("The capital of", "The opposite of")) for l in one.splitlines())
+    assert len(set(l.split(" ")[0] for l in many.splitlines())) > 10
+    starts = {t.split("{")[0] for ts in _TEMPLATES.values() for t in ts}
+    assert not any(l.startswith(tuple(starts)) for l in many.splitlines() if not l.startswith("The "))
+    assert knowledge_text("many", 50) == knowledge_text("many", 50)
+    with pytest.raises(ValueError, match="phrasings"):
+        knowledge_text("some")
+
+
+def test_off_topic_pairs_answer_another_question_of_the_same_family():
+    from genai_helpers.data.chat import off_topic_pairs
+    examples = make_chat_examples("train", families=("capital", "opposite", "unsafe"), split_by="fact")
+    pairs = off_topic_pairs(examples, seed=0)
+    assert pairs and all(p.flaw == "off_topic" and p.example.safe for p in pairs)
+    for p in pairs:
+        assert p.chosen == p.example.core and p.rejected != p.chosen
+        assert p.example.subject not in p.rejected.split(" is ")[0]
+        assert checked_reward(p.example, p.rejected).total == 0.5      # tidy, about the wrong thing

@@ -44,10 +44,7 @@ def test_stored_outputs_come_from_a_full_run_of_the_current_code(nb):
 
 # Chapters whose stored run predates record_result: each chapter's issue adds its record_result
 # calls and re-runs it, then removes it from here. The list may only shrink.
-PENDING_RESULTS = {
-    "06_chat_assistant",
-    "14_personalization",
-}
+PENDING_RESULTS: set[str] = set()
 MIN_RESULTS = 5
 
 

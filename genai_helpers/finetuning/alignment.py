@@ -39,7 +39,8 @@ from ..data.batching import pad_batch  # noqa: F401  (re-exported: chapter 06 im
 
 __all__ = ["IGNORE_INDEX", "masked_mean", "masked_whiten", "sft_example", "sft_loss", "token_logprobs",
            "sequence_logprob", "RewardModel", "ranking_loss", "kl_penalized_rewards", "gae_advantages",
-           "ppo_policy_loss", "value_loss", "dpo_loss", "sequence_kl", "sample_responses", "build_sequences"]
+           "ppo_policy_loss", "value_loss", "dpo_loss", "sequence_kl", "sample_responses", "build_sequences",
+           "AdaptiveKLController", "best_of_n_kl"]
 
 IGNORE_INDEX = -100
 
@@ -309,6 +310,39 @@ def value_loss(values: torch.Tensor, values_old: torch.Tensor, returns: torch.Te
     _check_same_shape(values=values, values_old=values_old, returns=returns, response_mask=response_mask)
     v_clipped = values_old + torch.clamp(values - values_old, -clip, clip)
     return 0.5 * masked_mean(torch.maximum((values - returns) ** 2, (v_clipped - returns) ** 2), response_mask)
+
+
+class AdaptiveKLController:
+    """The KL coefficient of Ziegler et al. (2019), adapted toward a target KL per response.
+
+    After each batch with measured KL ``kl`` (nats per response): ``e = clip(kl / target − 1, −0.2, 0.2)``
+    and ``beta ← beta · (1 + e · n_steps / horizon)``: beta grows while the policy drifts past the
+    target and shrinks while it stays below, by at most 20 % per ``horizon`` batches.
+    """
+
+    def __init__(self, init_beta: float, target: float, horizon: int = 100):
+        if not init_beta > 0:
+            raise ValueError(f"init_beta must be > 0, got {init_beta}")
+        if not target > 0:
+            raise ValueError(f"target must be > 0 (nats per response), got {target}")
+        if not isinstance(horizon, int) or horizon < 1:
+            raise ValueError(f"horizon must be an int >= 1, got {horizon!r}")
+        self.beta, self.target, self.horizon = float(init_beta), float(target), horizon
+
+    def update(self, kl: float, n_steps: int = 1) -> float:
+        """Adapt ``beta`` to the KL just measured; returns the new value."""
+        error = min(max(float(kl) / self.target - 1.0, -0.2), 0.2)
+        self.beta *= 1.0 + error * n_steps / self.horizon
+        return self.beta
+
+
+def best_of_n_kl(n: int) -> float:
+    """KL(best-of-n ‖ base) = log n − (n − 1)/n in nats: the analytic value for a reward that ties no
+    two responses (Stiennon et al., 2020; an upper bound otherwise, Beirami et al., 2024)."""
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    import math
+    return math.log(n) - (n - 1) / n
 
 
 # ------------------------------------------------------------------------------------- DPO

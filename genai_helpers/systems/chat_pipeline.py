@@ -205,11 +205,17 @@ class ChatPipeline:
     -> list[float]`` a reward-model score per reply. A candidate is returned only when it passes
     :func:`check_reply` and scores at least ``min_score`` (``None`` = no threshold).
     ``capabilities`` is what a refusal says the assistant can help with (see :func:`rejection_message`).
+
+    Session memory reaches the model in one of two ways. By default the enhancer rewrites a follow-up
+    ("and Spain?") into a full question from the last answered turn. With ``history_to_model=True``
+    the model reads the conversation itself: ``generate(prompt, n, history)`` receives the session's
+    answered turns as ``(prompt, reply)`` pairs, oldest first, and the enhancer only tidies.
     """
 
-    def __init__(self, generate: Callable[[str, int], list[str]], score: Callable[[str, list[str]], list[float]], *,
+    def __init__(self, generate: Callable[..., list[str]], score: Callable[[str, list[str]], list[float]], *,
                  n_candidates: int = 4, min_score: float | None = None, memory: SessionMemory | None = None,
-                 secrets: Sequence[str] = (), input_classifier=None, capabilities: str = DEFAULT_CAPABILITIES):
+                 secrets: Sequence[str] = (), input_classifier=None, capabilities: str = DEFAULT_CAPABILITIES,
+                 history_to_model: bool = False):
         if not callable(generate) or not callable(score):
             raise TypeError("generate and score must be callables")
         if not isinstance(n_candidates, int) or n_candidates < 1:
@@ -218,6 +224,9 @@ class ChatPipeline:
         self.memory = memory if memory is not None else SessionMemory()
         self.secrets, self.input_classifier = tuple(secrets), input_classifier
         self.capabilities = _check_capabilities(capabilities)
+        if not isinstance(history_to_model, bool):
+            raise TypeError(f"history_to_model must be a bool, got {type(history_to_model).__name__}")
+        self.history_to_model = history_to_model
 
     def respond(self, text: str, session: str = "default") -> PipelineResult:
         history = self.memory.history(session)
@@ -226,7 +235,8 @@ class ChatPipeline:
             result = PipelineResult("rejected_input", rejection_message("input", verdict.reasons, self.capabilities), reasons=verdict.reasons)
             self.memory.add(session, Turn(text, "", result.reply, result.status))
             return result
-        prompt, notes = enhance_prompt(text, history)
+        # With history_to_model the model reads the earlier turns itself; the enhancer only tidies.
+        prompt, notes = enhance_prompt(text, () if self.history_to_model else history)
         if prompt != text.strip():                          # the rewrite must pass the filter too
             verdict = check_request(prompt, classifier=self.input_classifier)
             if not verdict.allowed:
@@ -234,7 +244,11 @@ class ChatPipeline:
                                         verdict.reasons, notes=notes)
                 self.memory.add(session, Turn(text, prompt, result.reply, result.status))
                 return result
-        replies = list(self.generate(prompt, self.n_candidates))
+        if self.history_to_model:
+            turns = [(t.prompt, t.reply) for t in history if t.status == "answered"]
+            replies = list(self.generate(prompt, self.n_candidates, turns))
+        else:
+            replies = list(self.generate(prompt, self.n_candidates))
         scores = [float(s) for s in self.score(prompt, replies)]
         if len(scores) != len(replies):
             raise ValueError(f"score returned {len(scores)} scores for {len(replies)} replies")
