@@ -284,3 +284,9 @@ def test_off_topic_pairs_answer_another_question_of_the_same_family():
         assert p.chosen == p.example.core and p.rejected != p.chosen
         assert p.example.subject not in p.rejected.split(" is ")[0]
         assert checked_reward(p.example, p.rejected).total == 0.5      # tidy, about the wrong thing
+
+
+def test_knowledge_text_statements_have_no_faq_line():
+    from genai_helpers.data.chat import knowledge_text
+    lines = knowledge_text("statements", 300).splitlines()
+    assert not any(l.startswith("Q:") for l in lines) and len({l.split(" ")[0] for l in lines}) > 5

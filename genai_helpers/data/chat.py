@@ -511,10 +511,11 @@ def knowledge_text(phrasings: str = "many", n_sentences: int = 6000, seed: int =
     ``phrasings="one"``: always ``The capital of Peru is Lima.``; ``"many"``: one of five phrasings
     (reversed, a short FAQ line, the subject named first...), the *knowledge augmentation* that
     Allen-Zhu and Li (2023) found a model needs before it can answer questions about facts it only
-    read. No line uses the chat prompts' wording.
+    read; ``"statements"``: the four of them that are not the FAQ line (``Q: Peru's capital? A: ...``,
+    the one closest to a question and its answer). No line uses the chat prompts' wording.
     """
-    if phrasings not in ("one", "many"):
-        raise ValueError(f"phrasings must be 'one' or 'many', got {phrasings!r}")
+    if phrasings not in ("one", "many", "statements"):
+        raise ValueError(f"phrasings must be 'one', 'many' or 'statements', got {phrasings!r}")
     if not isinstance(n_sentences, int) or n_sentences < 1:
         raise ValueError(f"n_sentences must be an int >= 1, got {n_sentences!r}")
     rng = random.Random(seed + 2)
@@ -523,7 +524,9 @@ def knowledge_text(phrasings: str = "many", n_sentences: int = 6000, seed: int =
     for _ in range(n_sentences):
         fam, (s, a) = ("capital", rng.choice(caps)) if rng.random() < 0.5 else ("opposite", rng.choice(opps))
         forms = _FACT_FORMS[fam]
-        lines.append((rng.choice(forms) if phrasings == "many" else forms[0]).format(s=s, a=a))
+        if phrasings == "statements":                       # the four that are not an FAQ line
+            forms = tuple(f for f in forms if not f.startswith("Q:"))
+        lines.append((forms[0] if phrasings == "one" else rng.choice(forms)).format(s=s, a=a))
     return "\n".join(lines)
 
 
