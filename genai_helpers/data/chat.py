@@ -35,7 +35,7 @@ The checked reward also flags *garbled* text (:func:`is_garbled`: a word found n
 task's data) and gives it 0, below a clean wrong answer.
 
 Tokens: :class:`ChatTemplate` puts the chat format on the book LM's byte-level BPE
-(``<|endoftext|>User: {prompt}\nAssistant: {response}<|endoftext|>``, earlier turns first);
+(``User:`` and ``Assistant:`` lines around ``<|endoftext|>``, earlier turns first);
 :class:`ChatTokenizer` is a character-level alternative (printable ASCII plus ``<|user|>``,
 ``<|assistant|>`` and ``<|end|>``). :func:`make_follow_ups` builds two-turn conversations whose
 second question ("And Peru?") only the first turn makes answerable.
@@ -531,7 +531,7 @@ def knowledge_text(phrasings: str = "many", n_sentences: int = 6000, seed: int =
 
 
 class ChatTemplate:
-    """The chat format on a text tokenizer with no chat tokens (the book LM's byte-level BPE)::
+    r"""The chat format on a text tokenizer with no chat tokens (the book LM's byte-level BPE)::
 
         <|endoftext|>User: {earlier prompt}\nAssistant: {earlier reply}\nUser: {prompt}\nAssistant: {response}<|endoftext|>
 
@@ -558,7 +558,7 @@ class ChatTemplate:
         return self.tokenizer.decode([int(i) for i in ids])
 
     def render(self, prompt: str, history: Sequence[tuple[str, str]] = ()) -> str:
-        """The text the model continues: earlier turns, then ``User: {prompt}\nAssistant:``."""
+        r"""The text the model continues: earlier turns, then ``User: {prompt}\nAssistant:``."""
         if not isinstance(prompt, str):
             raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
         turns = "".join(f"User: {u}\nAssistant: {a}\n" for u, a in history)
@@ -568,7 +568,7 @@ class ChatTemplate:
         return self.encode(self.render(prompt, history))
 
     def response_ids(self, response: str) -> list[int]:
-        """`` {response}<|endoftext|>`` as ids (the space belongs to the reply's first token)."""
+        """A space, ``{response}`` and ``<|endoftext|>``, as ids (the space belongs to the reply's first token)."""
         return self.encode(" " + response) + [self.end_id]
 
     def response_text(self, ids: Iterable[int]) -> str:
