@@ -436,6 +436,16 @@ def pretraining_text(seed: int = 0, n_sentences: int = 6000) -> str:
     return "\n".join(rng.choice(makers)() for _ in range(n_sentences))
 
 
+def _until(ids: Iterable[int], end_id: int) -> list[int]:
+    """The ids before the first ``end_id`` (all of them when it never comes)."""
+    kept = []
+    for i in ids:
+        if int(i) == end_id:
+            break
+        kept.append(int(i))
+    return kept
+
+
 class ChatTokenizer:
     """Characters of printable ASCII (no tab/vertical whitespace) plus the special tokens.
 
@@ -487,12 +497,7 @@ class ChatTokenizer:
 
     def response_text(self, ids: Iterable[int]) -> str:
         """Decode generated ids up to (not including) the first ``<|end|>``, special tokens dropped."""
-        kept = []
-        for i in ids:
-            if int(i) == self.end_id:
-                break
-            kept.append(int(i))
-        return self.decode(kept, skip_special=True)
+        return self.decode(_until(ids, self.end_id), skip_special=True)
 
 
 _FACT_FORMS = {
@@ -573,12 +578,7 @@ class ChatTemplate:
 
     def response_text(self, ids: Iterable[int]) -> str:
         """Decode generated ids up to (not including) the first end token, stripped."""
-        kept = []
-        for i in ids:
-            if int(i) == self.end_id:
-                break
-            kept.append(int(i))
-        return self.decode(kept).strip()
+        return self.decode(_until(ids, self.end_id)).strip()
 
 
 FOLLOW_UP_TEMPLATES = ("And {s}?", "What about {s}?", "How about {s}?")
