@@ -18,6 +18,15 @@ token: every request's greedy output is asserted equal to ``model.generate``.
 4. **int8**: PyTorch's dynamic int8 quantisation of the Linear layers (a real int8 kernel on CPU)
    against fp32: greedy tokens/s at batch 1 and 8 in interleaved rounds, weight bytes, and bits
    per byte on the held-out text.
+5. **Ours vs transformers**: the same weights converted with ``GPT.to_hf_neox`` (GPT-NeoX is the
+   Hugging Face layout of a RoPE GPT), logits compared and greedy tokens asserted equal, then our
+   KV-cached ``generate`` against ``GPTNeoXForCausalLM.generate`` (``use_cache=True``) at batch 1
+   and 8, for the chapters' book LM and the bigger gpu-size book LM (6 x 384, 12.2M parameters).
+6. **Speculative vs plain decoding**: the gpu-size book LM as target, the chapters' book LM (same
+   tokenizer, 11x fewer parameters) as draft, greedy, k = 2, 3, 4 draft tokens per round; every
+   output asserted equal to the target's own greedy tokens. Reported beside the speed-up: the
+   measured acceptance rate, the draft/target cost ratio c per token, and the speed-up Leviathan et
+   al. (2023) predict from them, ``(1 - a^(k+1)) / ((1 - a)(k c + 1))``.
 
 Times are wall-clock on a shared machine: read the ratios, which pair runs made one after the
 other, more than the absolute numbers. Results go to ``benchmarks/results/serving.json``.
@@ -37,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import interleaved_times, quartiles, write_results  # noqa: E402
 from genai_helpers.models.book_lm import bits_per_byte, load_book_lm, narrative_text  # noqa: E402
 from genai_helpers.runtime import get_device, seed_everything  # noqa: E402
+from genai_helpers.serving.speculative import autoregressive_generate, speculative_generate  # noqa: E402
 from genai_helpers.serving import (PrefixKVCache, Request, measure_step_seconds, poisson_requests,  # noqa: E402
                                    quantize_int8_dynamic, serve, state_bytes)
 
@@ -145,6 +155,78 @@ def int8(model, tok, device) -> dict:
     return {"bits_per_byte": bpb, **sizes, "generate": {str(b): r for b, r in rows.items()}}
 
 
+def versus_transformers(models: dict, stream, device) -> dict:
+    out = {}
+    rng = np.random.default_rng(3)
+    for name, model in models.items():
+        hf = model.to_hf_neox().to(device)
+        x = window(stream, rng, 100)[None].to(device)
+        diff = float((model(x)[0] - hf(x).logits).abs().max())
+        assert diff < 1e-4, f"{name}: logits differ from transformers' by {diff}"
+        rows = {}
+        for batch in (1, 8):
+            p = torch.stack([window(stream, rng, 16) for _ in range(batch)]).to(device)
+            mask = torch.ones_like(p)
+            hf_gen = lambda p=p, mask=mask: hf.generate(p, attention_mask=mask, max_new_tokens=48, min_new_tokens=48,
+                                                         do_sample=False, use_cache=True, pad_token_id=0)
+            ours_gen = lambda p=p: model.generate(p, 48, temperature=0)
+            assert torch.equal(ours_gen(), hf_gen()), f"{name}: greedy tokens differ from transformers' at batch {batch}"
+            times = interleaved_times({"ours": ours_gen, "hf": hf_gen}, rounds=6, per_visit=2)
+            ratios = [h / o for o, h in zip(times["ours"], times["hf"])]
+            rows[str(batch)] = {"ours_tok_s": batch * 48 / statistics.median(times["ours"]),
+                                "hf_tok_s": batch * 48 / statistics.median(times["hf"]),
+                                "ours_over_hf_speed": statistics.median(ratios),
+                                "ours_over_hf_speed_quartiles": quartiles(ratios)}
+        out[name] = {"params": model.num_parameters(), "max_abs_logit_diff": diff, "generate": rows}
+        print(f"5. {name} ({model.num_parameters() / 1e6:.1f}M) vs transformers GPTNeoXForCausalLM, same weights "
+              f"(max |logit diff| {diff:.1e}, greedy tokens equal):")
+        for b, r in rows.items():
+            print(f"   greedy, batch {b}: ours {r['ours_tok_s']:.0f} tok/s, HF {r['hf_tok_s']:.0f} tok/s, "
+                  f"ours / HF speed {r['ours_over_hf_speed']:.2f}x (quartiles {r['ours_over_hf_speed_quartiles'][0]:.2f}-"
+                  f"{r['ours_over_hf_speed_quartiles'][2]:.2f})")
+    return out
+
+
+def speculative(target, draft, stream) -> dict:
+    rng = np.random.default_rng(4)
+    prompts = [window(stream, rng, 24).tolist() for _ in range(8)]
+    new = 64
+    plain = {}
+    for i, p in enumerate(prompts):
+        plain[i] = autoregressive_generate(target, p, new, temperature=0)[0]
+    per_token = {}
+    for name, m in (("target", target), ("draft", draft)):
+        per_token[name] = statistics.median(autoregressive_generate(m, prompts[0], new, temperature=0)[1]
+                                            for _ in range(3)) / new
+    c = per_token["draft"] / per_token["target"]
+    rows = {}
+    for k in (2, 3, 4):
+        fns = {"plain": lambda: [autoregressive_generate(target, p, new, temperature=0) for p in prompts],
+               "speculative": lambda k=k: [speculative_generate(target, draft, p, new, k=k, temperature=0)
+                                           for p in prompts]}
+        runs = fns["speculative"]()
+        stats = [s for _, s in runs]
+        for i, (toks, _) in enumerate(runs):
+            assert toks == plain[i], f"speculative decoding (k={k}) changed prompt {i}'s greedy tokens"
+        times = interleaved_times(fns, rounds=3, per_visit=1)
+        ratios = [a / b for a, b in zip(times["plain"], times["speculative"])]
+        accepted, checked = sum(s.accepted for s in stats), sum(s.checked for s in stats)
+        a = accepted / checked
+        predicted = (k + 1 if a == 1 else (1 - a ** (k + 1)) / (1 - a)) / (k * c + 1)
+        rows[str(k)] = {"speedup": statistics.median(ratios), "speedup_quartiles": quartiles(ratios),
+                        "acceptance_rate": a, "tokens_per_round": sum(len(x) for x in plain.values())
+                        / sum(s.rounds for s in stats), "predicted_speedup": predicted}
+    print(f"6. speculative decoding, target gpu-size book LM ({target.num_parameters() / 1e6:.1f}M), draft the "
+          f"chapters' book LM ({draft.num_parameters() / 1e6:.1f}M), greedy, {len(prompts)} prompts x {new} tokens, "
+          f"outputs equal to the target's; draft/target time per token c = {c:.2f}")
+    for k, r in rows.items():
+        print(f"   k={k}: speed-up {r['speedup']:.2f}x (quartiles {r['speedup_quartiles'][0]:.2f}-"
+              f"{r['speedup_quartiles'][2]:.2f}), acceptance {r['acceptance_rate']:.2f}, tokens per target call "
+              f"{r['tokens_per_round']:.2f}, predicted from acceptance and c: {r['predicted_speedup']:.2f}x")
+    return {"prompts": len(prompts), "new_tokens": new, "draft_over_target_time_per_token": c,
+            "target_s_per_token": per_token["target"], "draft_s_per_token": per_token["draft"], "by_k": rows}
+
+
 def main() -> None:
     seed_everything(0)
     device = get_device()
@@ -158,6 +240,10 @@ def main() -> None:
         results["prefix_caching"] = prefix_caching(model, stream, device)
         results["chunked_prefill"] = chunked_prefill(model, stream, device)
         results["int8"] = int8(model, tok, device)
+        big, big_tok = load_book_lm(device, size="gpu")
+        assert big_tok.encode(narrative_text()[:2000]) == tok.encode(narrative_text()[:2000]), "tokenizers differ"
+        results["vs_transformers"] = versus_transformers({"book_lm": model, "book_lm_gpu": big}, stream, device)
+        results["speculative"] = speculative(big, model, stream)
     write_results("serving", device, results)
 
 

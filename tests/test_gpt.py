@@ -245,6 +245,28 @@ def test_to_hf_gpt2_round_trip():
         tiny("rope").to_hf_gpt2()
 
 
+
+@pytest.mark.parametrize("kw", [dict(bias=False, activation="gelu"), dict(bias=True), dict(tie_weights=False)])
+def test_to_hf_neox_same_logits_and_greedy_tokens(kw):
+    """A RoPE GPT as transformers' GPTNeoXForCausalLM: same function, same greedy tokens with HF's cache."""
+    model, x = tiny("rope", seed=4, **kw), ids(t=24)
+    with torch.no_grad():
+        for p in model.parameters():              # non-zero biases and LayerNorm gains, so every copy is tested
+            p.add_(0.05 * torch.randn_like(p))
+    hf = model.to_hf_neox()
+    with torch.no_grad():
+        torch.testing.assert_close(hf(x).logits, model(x)[0], atol=1e-5, rtol=1e-5)
+        hf_greedy = hf.generate(x[:, :5], attention_mask=torch.ones_like(x[:, :5]), max_new_tokens=12,
+                                min_new_tokens=12, do_sample=False, pad_token_id=0)
+    assert torch.equal(model.generate(x[:, :5], 12, temperature=0), hf_greedy)
+
+
+@pytest.mark.parametrize("kw", [dict(pos="learned"), dict(pos="rope", n_kv_head=1), dict(pos="rope", embed_scale=2.0)])
+def test_to_hf_neox_rejects_other_layouts(kw):
+    with pytest.raises(ValueError, match="to_hf_neox needs"):
+        tiny(**kw).to_hf_neox()
+
+
 # --------------------------------------------------------------------------------------- validation
 
 @pytest.mark.parametrize("kw, err, match", [

@@ -582,6 +582,64 @@ class GPT(nn.Module):
             raise RuntimeError(f"conversion failed: missing {missing}, unexpected {unexpected}")
         return hf.eval()
 
+    def to_hf_neox(self):
+        """The same weights as a ``transformers.GPTNeoXForCausalLM`` (RoPE, multi-head attention).
+
+        GPT-NeoX is the Hugging Face layout closest to a RoPE GPT: rotate-half rotary embeddings on
+        the whole head (``partial_rotary_factor=1``), sequential residuals
+        (``use_parallel_residual=False``), LayerNorm eps 1e-5. Three differences are bridged: NeoX
+        fuses q, k, v per head (``[q_h, k_h, v_h]`` for each head h; ours is ``[q | k | v]``), so
+        ``c_attn``'s rows are regrouped; its MLP and LayerNorms always have biases, which are set to
+        zero when ``bias=False``; its ``lm_head`` is a copy of the tied embedding. Logits agree to
+        about 1e-6 (the rotary tables differ in the last float bits).
+        """
+        from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+        c = self.config
+        if c.pos_encoding != "rope" or c.kv_heads != c.n_head or c.token_scale != 1.0:
+            raise ValueError(f"to_hf_neox needs pos_encoding='rope', multi-head attention and embed_scale 1, got "
+                             f"pos_encoding={c.pos_encoding!r}, n_kv_head={c.n_kv_head}, embed_scale={c.embed_scale}")
+        act = {"gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh"}[c.activation]
+        hf_cfg = GPTNeoXConfig(vocab_size=c.vocab_size, hidden_size=c.n_embd, num_hidden_layers=c.n_layer,
+                               num_attention_heads=c.n_head, intermediate_size=4 * c.n_embd, hidden_act=act,
+                               max_position_embeddings=c.block_size, layer_norm_eps=1e-5,
+                               use_parallel_residual=False, attention_bias=c.bias, tie_word_embeddings=False,
+                               rotary_pct=1.0, rotary_emb_base=float(c.rope_base), hidden_dropout=0.0,
+                               attention_dropout=0.0, bos_token_id=None, eos_token_id=None, pad_token_id=None)
+        hf = GPTNeoXForCausalLM(hf_cfg)
+        hd, H, C = c.head_dim, c.n_head, c.n_embd
+
+        def per_head(t: torch.Tensor) -> torch.Tensor:       # [q | k | v] rows -> [q_h, k_h, v_h] per head
+            return t.reshape(3, H, hd, *t.shape[1:]).transpose(0, 1).reshape(3 * C, *t.shape[1:])
+
+        src = self.state_dict()
+        dst = hf.state_dict()
+        new = {"gpt_neox.embed_in.weight": src["transformer.wte.weight"],
+               "lm_head.weight": src["lm_head.weight"] if "lm_head.weight" in src else src["transformer.wte.weight"]}
+        pairs = {"input_layernorm": "ln_1", "post_attention_layernorm": "ln_2", "attention.dense": "attn.c_proj",
+                 "mlp.dense_h_to_4h": "mlp.c_fc", "mlp.dense_4h_to_h": "mlp.c_proj"}
+        for i in range(c.n_layer):
+            ours, theirs = f"transformer.h.{i}.", f"gpt_neox.layers.{i}."
+            new[theirs + "attention.query_key_value.weight"] = per_head(src[ours + "attn.c_attn.weight"])
+            if c.bias:
+                new[theirs + "attention.query_key_value.bias"] = per_head(src[ours + "attn.c_attn.bias"])
+            for hf_name, our_name in pairs.items():
+                for kind in ("weight", "bias"):
+                    key = theirs + f"{hf_name}.{kind}"
+                    if key in dst:
+                        new[key] = src.get(ours + f"{our_name}.{kind}", torch.zeros_like(dst[key]))
+        for kind in ("weight", "bias"):
+            key = f"gpt_neox.final_layer_norm.{kind}"
+            new[key] = src.get(f"transformer.ln_f.{kind}", torch.zeros_like(dst[key]))
+        missing = [k for k in dst if k not in new]
+        if missing:
+            raise RuntimeError(f"conversion failed: no source for {missing}")
+        for k, v in new.items():
+            if v.shape != dst[k].shape:
+                raise RuntimeError(f"conversion failed: {k} has shape {tuple(v.shape)}, expected {tuple(dst[k].shape)}")
+        hf.load_state_dict({k: v.detach().clone() for k, v in new.items()}, strict=True)
+        return hf.to(self.transformer.wte.weight.device).eval()
+
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in asdict(self.config).items() if not (k == "n_kv_head" and v is None))
 
