@@ -256,12 +256,22 @@ class LiveLossPlot:
     """A loss curve that redraws in place in Jupyter and leaves exactly one final figure.
 
     Uses a display handle, so the stored notebook output is the last drawing, not one per update.
+    ``ylabel`` names the loss (default: cross-entropy, what the training loop logs for language
+    models); ``yscale`` is a matplotlib scale (``"linear"``, ``"log"``). ``update(history)`` and
+    ``finish(history)`` read ``history.step`` and ``history.loss`` (and ``eval``/``eval_step`` when
+    present), e.g. a :class:`~genai_helpers.training.TrainHistory` filled from a callback.
     """
 
-    def __init__(self, title: str = "Training loss", min_interval: float = 2.0):
+    def __init__(self, title: str = "Training loss", min_interval: float = 2.0, *,
+                 ylabel: str = "cross-entropy (nats)", yscale: str = "linear"):
         from IPython.display import display
 
+        if not isinstance(ylabel, str):
+            raise TypeError(f"ylabel must be a str, got {type(ylabel).__name__}")
+        if yscale not in ("linear", "log"):
+            raise ValueError(f"yscale must be 'linear' or 'log', got {yscale!r}")
         self.title, self.min_interval, self._last = title, min_interval, 0.0
+        self.ylabel, self.yscale = ylabel, yscale
         self.fig = Figure(figsize=(6.0, 3.2), layout="constrained")
         self.ax = self.fig.add_subplot()
         self.handle = display(self._placeholder(), display_id=True)
@@ -276,11 +286,13 @@ class LiveLossPlot:
         ax = self.ax
         ax.clear()
         ax.plot(history.step, history.loss, label="train loss (mean per log interval)")
-        for key in sorted({k for e in history.eval for k in e}):
+        evals = getattr(history, "eval", [])
+        for key in sorted({k for e in evals for k in e}):
             if "loss" in key:
-                ax.plot(history.eval_step, [e.get(key, np.nan) for e in history.eval], "o-", label=key)
+                ax.plot(history.eval_step, [e.get(key, np.nan) for e in evals], "o-", label=key)
         ax.set_xlabel("optimizer step")
-        ax.set_ylabel("cross-entropy (nats)")
+        ax.set_ylabel(self.ylabel)
+        ax.set_yscale(self.yscale)
         ax.set_title(self.title)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

@@ -282,3 +282,33 @@ def test_log_axis_only_over_decades_with_readable_ticks():
         viz.log_axis(Figure().add_subplot(), "y", values=[-1, 0])
     with pytest.raises(ValueError, match="min_decades"):
         viz.log_axis(ax, "y", min_decades=0)
+
+
+def test_live_loss_plot_labels_the_loss_it_is_given_and_checks_its_options(monkeypatch):
+    import IPython.display
+
+    from genai_helpers.training import TrainHistory
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, display_id=False: shown.append(obj) or _Handle(shown))
+    plot = viz.LiveLossPlot("denoiser", ylabel="Min-SNR-weighted MSE", yscale="log")
+    history = TrainHistory()
+    history.step += [10, 20]
+    history.loss += [0.5, 0.05]
+    plot.finish(history)
+    assert plot.ax.get_ylabel() == "Min-SNR-weighted MSE" and plot.ax.get_yscale() == "log"
+    assert shown[-1] is plot.fig                       # the handle now holds the final figure
+    default = viz.LiveLossPlot()
+    assert default.ylabel == "cross-entropy (nats)" and default.yscale == "linear"
+    with pytest.raises(ValueError, match="yscale"):
+        viz.LiveLossPlot(yscale="symlog")
+    with pytest.raises(TypeError, match="ylabel"):
+        viz.LiveLossPlot(ylabel=3)
+
+
+class _Handle:
+    def __init__(self, shown):
+        self.shown = shown
+
+    def update(self, obj):
+        self.shown.append(obj)
