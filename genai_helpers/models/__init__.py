@@ -13,7 +13,9 @@ trained by :func:`genai_helpers.training.train`.
 - :mod:`~genai_helpers.models.gan`               DCGAN generator and discriminator, GAN and WGAN-GP losses (ch. 11)
 - :mod:`~genai_helpers.models.vae`               a convolutional VAE (ch. 11)
 - :mod:`~genai_helpers.models.vqvae`             VQ-VAE: vector quantiser, encoder, decoder (ch. 12)
+- :mod:`~genai_helpers.models.vqgan`             VQGAN-lite: patch discriminator, hinge losses, adaptive weight (ch. 12)
 - :mod:`~genai_helpers.models.token_prior`       sampling a grid of image tokens from a GPT prior (ch. 12)
+- :mod:`~genai_helpers.models.maskgit`           MaskGIT: masked-token training and parallel decoding (ch. 12)
 
 The diffusion models of chapters 13-15 live in :mod:`genai_helpers.diffusion`. Every model class and
 its config is importable from here (``from genai_helpers.models import GPT, GPTConfig``).
