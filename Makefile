@@ -19,7 +19,7 @@ NB ?= notebooks/*.ipynb
 # two cores (pytest + a notebook kernel) do not slow each other 10-40x.
 TEST_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 GENAI_MODE=smoke PYTHONHASHSEED=0 OMP_WAIT_POLICY=PASSIVE
 
-.PHONY: help system-deps setup book test unit notebooks site-check lab execute bench clean pretrain pretrain-sweep pretrain-speech pretrain-mt
+.PHONY: help system-deps setup book test unit notebooks site-check lab execute bench clean pretrain pretrain-sweep pretrain-speech pretrain-mt pretrain-reader finetune-agent
 
 help:
 	@echo "make book     build the static site into _build/html (from stored notebook outputs)"
@@ -30,7 +30,9 @@ help:
 	@echo "make bench    run the side-by-side benchmarks in benchmarks/"
 	@echo "make pretrain train the book LM (50 min on 2 CPU cores, resumable; SIZE=gpu on a GPU)"
 	@echo "make pretrain-speech  train chapter 16's codec and TTS model (about 25 min on 2 CPU cores)"
+	@echo "make pretrain-reader  fine-tune the book LM as chapter 7's grounded reader (about 6 min on 2 CPU cores, resumable)"
 	@echo "make pretrain-mt   train chapter 5's translator (six settings at once for 330 s each, then the best is stored; made on one GPU: a CPU trains far less in that time)"
+	@echo "make finetune-agent  fine-tune the book LM into chapter 8's ReAct policy (about 5 min on 2 CPU cores)"
 	@echo "make system-deps   install the system packages the chapters need (Debian/Ubuntu; elsewhere: what to install)"
 
 # The system packages (their list is in tools/system_deps.sh and nowhere else). Fast when they are
@@ -91,8 +93,19 @@ SIZE ?= cpu
 pretrain: system-deps setup
 	PYTHONHASHSEED=0 OMP_WAIT_POLICY=PASSIVE $(PY) -m genai_helpers.models.book_lm.pretrain --size $(SIZE)
 
+# Chapter 8's ReAct policy: traces from the rule planner, the book LM fine-tuned on them; writes
+# genai_helpers/agents/data/react_policy.{safetensors,json} (fp16 weights + manifest, atomically).
+finetune-agent: setup
+	PYTHONHASHSEED=0 OMP_WAIT_POLICY=PASSIVE $(PY) -m genai_helpers.agents.lm_policy
+
 pretrain-sweep: system-deps setup
 	PYTHONHASHSEED=0 OMP_WAIT_POLICY=PASSIVE $(PY) -m genai_helpers.models.book_lm.pretrain --sweep
+
+# Chapter 7's reader (genai_helpers/rag/book_lm_reader.*): RAFT-style data from the book's chunks
+# (synthetic questions, oracle or distractor windows, abstention), then the book LM fine-tuned on it
+# with one seed; resumable (checkpoints/book_lm_reader/), writes fp16 weights + manifest atomically.
+pretrain-reader: setup
+	PYTHONHASHSEED=0 OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 $(PY) -m genai_helpers.rag.lm_reader --steps 1200
 
 # Chapter 16's speech models (genai_helpers/speech/weights/): the neural codec, then the dual AR
 # TTS model on its tokens; each stage is skipped when its weights exist (delete them to redo it).

@@ -74,7 +74,7 @@ CHAPTER_DATA: dict[str, tuple[str, ...]] = {
     "01_attention": BOOK_LM_FILES,
     "02_training_at_scale": BOOK_LM_FILES,
     "03_sampling_and_evaluation": BOOK_LM_FILES,
-    "07_rag": BOOK_CORPUS + ("genai_helpers/rag/book_questions.json",),
+    "07_rag": BOOK_CORPUS + ("genai_helpers/rag/book_questions.json", "genai_helpers/rag/book_lm_reader.json") + BOOK_LM_FILES,
     "08_agents_and_guardrails": BOOK_CORPUS + ("genai_helpers/agents/data/paraphrases.json",
                                                "genai_helpers/guardrails/data/attacks.jsonl"),
     "09_serving": tuple(f"benchmarks/results/{name}.json" for name in ("gpt", "kv_cache", "serving")),

@@ -4,6 +4,8 @@ long-term memory and a semantic cache.
 - :mod:`.react`        ``ReActAgent`` and the robust action parser ``parse_step``
 - :mod:`.tools`        safe calculator, read-only SQL over sqlite, retrieval over any ``.search(query, k)``
 - :mod:`.planners`     ``RulePlanner`` / ``LearnedPlanner`` (offline policies) and ``make_tool_tasks``
+- :mod:`.lm_policy`    ``BookLMPolicy``: the book LM fine-tuned on the rule planner's tool-use traces
+                       (``load_policy``, ``make_policy_tasks``; ``make finetune-agent`` trains it)
 - :mod:`.multi_agent`  sequential, parallel and debate patterns
 - :mod:`.memory`       ``LongTermMemory`` in sqlite, recalled by embedding similarity
 - :mod:`.cache`        ``SemanticCache`` (similarity threshold + LRU eviction) and its stream simulation

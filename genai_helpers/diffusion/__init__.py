@@ -12,6 +12,7 @@ guidance, denoisers, CLIP, VAEs.
   :mod:`genai_helpers.training_hooks`)
 * :mod:`.vae` — a small VAE for the latent-diffusion idea
 * :mod:`.video` — chapter 15's video VAE, temporal convolution and attention, the video denoiser
+* :mod:`.video_dit` — chapter 15's video DiT: 3-D (tubelet) patchify and a transformer over space-time tokens
 * :mod:`.interpolation` — frame interpolation: linear blend and a small mid-frame network (ch. 15)
 """
 from .guidance import classifier_free_guidance, guided_eps_fn  # noqa: F401

@@ -11,6 +11,8 @@ Organised by capability:
 - :mod:`~genai_helpers.rag.retriever`   ``build_book_index(...).search(query, k)``, query rewriting, HyDE
 - :mod:`~genai_helpers.rag.generation`  grounded prompts with citations, answerers, CRAG, Self-RAG
 - :mod:`~genai_helpers.rag.raft`        RAFT training data (oracle + distractors) and a trainable reader
+- :mod:`~genai_helpers.rag.lm_reader`   the book LM fine-tuned RAFT-style as a grounded reader (shipped weights,
+                                         ``make pretrain-reader``; ``build_book_assistant(generator="book-lm")``)
 - :mod:`~genai_helpers.rag.evaluation`  the labelled question set, retrieval and generation metrics
 - :mod:`~genai_helpers.rag.assistant`   ``build_book_assistant(root).ask(question)``: cited answers or abstention
 

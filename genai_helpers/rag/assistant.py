@@ -25,8 +25,11 @@ The pieces:
   and the threshold on the dev half of the labelled questions (plus out-of-scope questions) and
   reports the test half.
 - **A generator instead of the reader**: any callable ``generator(question, hits) -> Answer``,
-  for example :class:`~genai_helpers.rag.generation.TransformersGenerator` (an instruction model
-  with its chat template, on Colab or a GPU).
+  ``generator="book-lm"`` for the book LM fine-tuned as a grounded reader
+  (:class:`~genai_helpers.rag.lm_reader.BookLMReader`, offline, shipped weights), or
+  :class:`~genai_helpers.rag.generation.TransformersGenerator` (an instruction model with its chat
+  template, on Colab or a GPU). Chapter 07 keeps as the default the answerer that scores better on
+  the dev questions.
 """
 from __future__ import annotations
 
@@ -264,8 +267,10 @@ def build_book_assistant(root: str | os.PathLike = ".", *, index=None, embedder=
     """The book assistant over the repository at ``root``.
 
     ``index``: a prebuilt :class:`~genai_helpers.rag.retriever.RAGIndex` (else one is built, about a
-    minute on two CPU cores). ``generator``: ``None`` for the offline :class:`GroundedReader`, a
-    Hugging Face model name for :class:`~genai_helpers.rag.generation.TransformersGenerator`, or any
+    minute on two CPU cores). ``generator``: ``None`` for the offline :class:`GroundedReader`,
+    ``"book-lm"`` for the fine-tuned book LM reader (``"book-lm-untrained"``: the same prompt, no
+    fine-tuning), a Hugging Face model name for
+    :class:`~genai_helpers.rag.generation.TransformersGenerator`, or any
     ``callable(question, hits) -> Answer``. ``reader_options`` go to :class:`GroundedReader`.
     """
     if index is None:

@@ -29,7 +29,7 @@ import numpy as np
 from .evaluation import answer_relevance, sentences
 
 __all__ = ["ROLE", "RULES", "FEW_SHOT", "STEP_BY_STEP", "ABSTAIN", "build_prompt", "Answer", "ExtractiveAnswerer",
-           "TransformersGenerator", "load_generator", "BigramWriter", "relevance_scores", "corrective_rag",
+           "TransformersGenerator", "BOOK_LM_NAMES", "load_generator", "BigramWriter", "relevance_scores", "corrective_rag",
            "self_rag"]
 
 ROLE = "You are the book's teaching assistant. You answer questions about the book 'Generative AI System Design'."
@@ -167,14 +167,29 @@ class TransformersGenerator:
         return Answer(text, cites, text.startswith("I don't know"), generator=self.name)
 
 
+#: Generator names that load the book's own models (offline) instead of a Hugging Face model.
+BOOK_LM_NAMES = ("book-lm", "book-lm-untrained")
+
+
 def load_generator(name: str | None, embed: Callable[[Sequence[str]], np.ndarray]):
-    """``None`` -> :class:`ExtractiveAnswerer` (offline); a model name -> :class:`TransformersGenerator`.
+    """``None`` -> :class:`ExtractiveAnswerer` (offline); ``"book-lm"`` -> the book LM fine-tuned
+    as a grounded reader (:func:`~genai_helpers.rag.lm_reader.load_book_lm_reader`, offline);
+    ``"book-lm-untrained"`` -> the pretrained book LM behind the same prompt (a baseline); any
+    other name -> :class:`TransformersGenerator`.
 
     A name that cannot be loaded raises ``RuntimeError``, which says when ``HF_HUB_OFFLINE=1`` is
     the reason (the hub is then never contacted, so the failure is immediate).
     """
     if name is None:
         return ExtractiveAnswerer(embed)
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"name must be None, one of {BOOK_LM_NAMES} or a Hugging Face model name, got {name!r}")
+    if name == "book-lm":
+        from .lm_reader import load_book_lm_reader
+        return load_book_lm_reader()
+    if name == "book-lm-untrained":
+        from .lm_reader import untrained_reader
+        return untrained_reader()
     try:
         return TransformersGenerator(name)
     except Exception as err:  # noqa: BLE001 - hub, file and config errors come in many types
