@@ -25,7 +25,7 @@ The pieces, in the order the training script (``make finetune-agent``, which run
   ``Action:``/``Final Answer:`` line ends, and returns the turn.
 
 The book LM was pretrained on 128-token windows; its RoPE positions extend, and the policy is
-fine-tuned on traces up to :data:`BLOCK_SIZE` = 256 tokens (a two-lookup question needs up to about 250).
+fine-tuned on traces up to ``BLOCK_SIZE`` = 256 tokens (a two-lookup question needs up to about 250).
 """
 from __future__ import annotations
 
@@ -62,8 +62,8 @@ IGNORE_INDEX = -100
 
 _BY_NAME = {r[0]: r for r in MODEL_ROWS}
 _COL = {"params_m": 2, "context": 3, "year": 4}
-#: Terms from the book's glossary that the search questions ask about (no digits: a digit would
-#: read as arithmetic to the rules).
+# Terms from the book's glossary that the search questions ask about (no digits: a digit would
+# read as arithmetic to the rules).
 SEARCH_TERMS = ["beam search", "top-p sampling", "a KV cache", "perplexity", "LoRA", "spotlighting",
                 "a causal mask", "a mixture of experts", "retrieval-augmented generation", "speculative decoding",
                 "quantization", "a semantic cache", "teacher forcing", "the softmax temperature",
@@ -300,7 +300,7 @@ def route_of_tools(tools_used: Sequence[str]) -> str:
 
 
 def make_traces(tasks: Sequence[PolicyTask], tools, *, max_obs_chars: int = MAX_OBS_CHARS):
-    """Run :class:`RulePlanner` on ``tasks`` with ``tools``; returns ``(traces, skipped)``:
+    """Run :class:`~genai_helpers.agents.planners.RulePlanner` on ``tasks`` with ``tools``; returns ``(traces, skipped)``:
     ``traces`` the ``(task, segments)`` of runs that ended with the task's answer (search: any
     answer after one search), ``skipped`` the tasks whose rule run was wrong (not imitated)."""
     agent = ReActAgent(RulePlanner(), tools, max_steps=6)

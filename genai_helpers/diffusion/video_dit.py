@@ -1,17 +1,19 @@
 """A video Diffusion Transformer with 3-D (spatio-temporal) patches, chapter 15.
 
+The data flow::
+
     z_t (B, C, T, H, W) ──patchify_video──► (B, N, pt*ph*pw*C), N = (T/pt)(H/ph)(W/pw) tubelets
         ──linear + learned positions──► N tokens of width d
-        ──► chapter 13's DiT blocks (:class:`~.dit.DiTBlock`): full self-attention over *all* N tokens
+        ──► chapter 13's DiT blocks (DiTBlock): full self-attention over *all* N tokens
             (every frame and every place at once) + MLP, LayerNorms modulated by the condition
         ──► modulated LayerNorm + linear ──► (B, N, pt*ph*pw*C) ──unpatchify_video──► noise (B, C, T, H, W)
 
-The factorised U-Net of :mod:`.video` mixes space and time in separate layers (2-D per frame,
+The factorised U-Net of :mod:`genai_helpers.diffusion.video` mixes space and time in separate layers (2-D per frame,
 then 1-D per pixel); this model mixes them in one attention over space-time tokens, as Sora-style
 systems do. The condition is chapter 13's: ``time MLP(sinusoidal t) + linear(pooled prompt)``
 entering every block through adaLN-Zero, so each block starts as the identity and the output head
 starts at zero. The prompt is read by the same small text encoder as
-:class:`~.video.VideoDenoiser` (:class:`~.clip.TextEncoder`), trained with the model, and the call
+:class:`~genai_helpers.diffusion.video.VideoDenoiser` (:class:`~.clip.TextEncoder`), trained with the model, and the call
 ``model(x, t, ids, mask)`` is the same, so :func:`~.video.train_video_denoiser` and the samplers
 take either model.
 """
@@ -116,7 +118,7 @@ class VideoDiTConfig:
 class VideoDiT(nn.Module):
     """``eps_theta(z_t, t, prompt)`` on video latents ``(B, in_channels, frames, size, size)``.
 
-    ``forward(x, t, ids, mask)`` as :class:`~.video.VideoDenoiser`: ``t`` int64 ``(B,)``,
+    ``forward(x, t, ids, mask)`` as :class:`~genai_helpers.diffusion.video.VideoDenoiser`: ``t`` int64 ``(B,)``,
     ``ids``/``mask`` ``(B, max_len)`` from :func:`~.clip.encode_prompts`. Output: the noise, shaped like ``x``.
     """
 

@@ -24,7 +24,7 @@ context to :data:`BLOCK_SIZE` tokens)::
   term's "What is X?", or a section heading), the window that holds the sentence as the oracle,
   and for about ``p_no_oracle`` of the questions a *distractor* window instead (retrieved by BM25
   for the question from another passage, or another window of the same passage), whose target is
-  the abstention :data:`~genai_helpers.rag.generation.ABSTAIN`. No labelled question is used.
+  the abstention ``genai_helpers.rag.generation.ABSTAIN``. No labelled question is used.
 - :class:`BookLMReader` answers ``(question, hits)``: it scores every window of every passage by
   the model's own probability of abstaining, reads the window least likely to be abstained on,
   abstains when even that one's probability is above ``abstain_threshold``, and otherwise writes
@@ -181,7 +181,7 @@ def make_reader_data(chunks: Sequence, tokenizer, *, p_no_oracle: float = 0.3, m
     up to ``max_per_window`` of its sentences become questions; with probability ``p_no_oracle`` (in
     [0, 1]) the question is paired with a distractor window (one of the ``n_distractors`` BM25
     hits of other passages, or a window of its own passage without the sentence) and the answer is
-    :data:`ABSTAIN`. The passage number ``n`` is drawn from 1..4. Deterministic given ``seed``."""
+    ``ABSTAIN``. The passage number ``n`` is drawn from 1..4. Deterministic given ``seed``."""
     from .indexes import BM25Index
 
     if not 0 <= p_no_oracle <= 1:
