@@ -114,7 +114,10 @@ def sweep_player(values: Sequence, draw: Callable[[Figure, object], None], *, fi
                  interval_ms: int = 600, label: str | None = None, dpi: int = PLAYER_DPI):
     """Turn a parameter sweep into an HTML player with play controls and a frame slider.
 
-    ``draw(fig, value)`` draws one frame onto a cleared figure. This is the static-site twin of an
+    ``draw(fig, value)`` draws one frame onto a cleared figure. The figure uses constrained layout,
+    so ``draw`` should make its axes on a grid (``fig.subplots``, ``fig.add_subplot``,
+    ``fig.add_gridspec``): axes placed by hand with ``fig.add_axes`` are outside the layout, and
+    matplotlib warns that it found no grid to arrange. This is the static-site twin of an
     ipywidgets slider: every frame is precomputed (:func:`jshtml`), so it works with no kernel and
     no network. ``figsize`` in inches; frames are stored at ``dpi`` (default 100, the book's
     minimum for readable labels; 30..300 accepted); ``interval_ms`` between frames when playing.

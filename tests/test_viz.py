@@ -112,6 +112,19 @@ def test_sweep_player_is_offline_and_stores_frames_at_100_dpi():
         players.sweep_player([1], lambda fig, v: None, interval_ms=0)
 
 
+def test_sweep_player_lays_out_grid_axes_without_warnings():
+    import warnings
+
+    def draw(fig, v):                               # an image and a text panel, as chapter 10's player draws them
+        ax, text_ax = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 3]})
+        ax.imshow(np.full((4, 4), v)); text_ax.axis("off"); text_ax.text(0, 0.5, f"value {v}")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")              # constrained layout warns on axes it cannot place
+        html = players.sweep_player([1, 2], draw, figsize=(3, 1.5)).data
+    assert html.count("data:image/png") == 2
+
+
 def test_jshtml_helper_converts_and_validates_the_mode():
     from matplotlib.animation import FuncAnimation
     from matplotlib.backends.backend_agg import FigureCanvasAgg
