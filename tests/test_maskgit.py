@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from genai_helpers.models.maskgit import (cosine_schedule, mask_tokens, masked_token_loss, maskgit_decode,
                                           parallel_decoding_flops)
-from genai_helpers.models.token_prior import generation_flops
+from genai_helpers.models.token_prior import batched_eval, generation_flops
 from genai_helpers.sampling import sample_next_token
 from genai_helpers.models.transformer_lm import TransformerLM, TransformerLMConfig
 
@@ -168,3 +168,35 @@ def test_parallel_decoding_flops_are_steps_full_passes():
     assert one["attention"] > ar["attention"]                                   # every token attends to all 49
     with pytest.raises(ValueError, match="steps"):
         parallel_decoding_flops(49, 0, 2, 96, 129)
+
+
+def test_batched_eval_concatenates_batches_and_restores_the_mode():
+    """The batching loop shared by maskgit_decode and sample_token_grid."""
+    model = bidirectional()
+    model.train()
+    seen = []
+
+    def draw(b, device):
+        assert not model.training                                  # eval mode inside
+        seen.append(b)
+        return torch.full((b, 2), len(seen))
+
+    out = batched_eval(model, 5, 2, draw)
+    assert seen == [2, 2, 1] and out.shape == (5, 2) and out[:, 0].tolist() == [1, 1, 2, 2, 3]
+    assert model.training                                          # restored
+    model.eval()
+    batched_eval(model, 1, 4, lambda b, d: torch.zeros(b))
+    assert not model.training
+
+    def boom(b, device):
+        raise RuntimeError("boom")
+    model.train()
+    with pytest.raises(RuntimeError, match="boom"):
+        batched_eval(model, 3, 2, boom)
+    assert model.training                                          # restored on error too
+    with pytest.raises(ValueError, match="n must be"):
+        batched_eval(model, 0, 2, draw)
+    with pytest.raises(ValueError, match="batch_size"):
+        batched_eval(model, 2, 0, draw)
+    with pytest.raises(TypeError, match="draw must be callable"):
+        batched_eval(model, 2, 2, None)

@@ -384,3 +384,16 @@ def test_sample_token_grid_on_the_one_decode_loop_draws_what_its_own_loop_drew(u
     new = sample_token_grid(plain, 5, (1, 4), codebook_size=5, temperature=3.0, generator=torch.Generator().manual_seed(1))
     old = _old_sample_token_grid(plain, 5, (1, 4), codebook_size=5, temperature=3.0, generator=torch.Generator().manual_seed(1))
     assert torch.equal(new, old)
+
+
+def test_kmeans_equals_scikit_learns_lloyd_from_the_same_start():
+    """The same starting rows and the same number of Lloyd rounds give scikit-learn's centroids."""
+    sklearn_cluster = pytest.importorskip("sklearn.cluster")
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0, 0.0], [5.0, 0.0, 0.0], [0.0, 5.0, 0.0], [0.0, 0.0, 5.0], [5.0, 5.0, 5.0]])
+    z = (centres[torch.arange(400) % 5] + torch.randn(400, 3, generator=g)).double()
+    start_rows = torch.randperm(400, generator=torch.Generator().manual_seed(3))[:5]
+    ours = kmeans(z, 5, n_iter=4, generator=torch.Generator().manual_seed(3))
+    ref = sklearn_cluster.KMeans(5, init=z[start_rows].numpy(), n_init=1, max_iter=4, tol=0.0,
+                                 algorithm="lloyd").fit(z.numpy())
+    assert torch.allclose(ours.double(), torch.from_numpy(ref.cluster_centers_), atol=1e-5)

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from .._checks import check_positive_int, check_tensor
 from ..sampling import sample_next_token
+from .token_prior import batched_eval
 
 __all__ = ["cosine_schedule", "mask_tokens", "masked_token_loss", "maskgit_decode", "parallel_decoding_flops"]
 
@@ -129,12 +130,8 @@ def maskgit_decode(model: torch.nn.Module, n: int, seq_len: int, mask_id: int, *
     if not isinstance(choice_temperature, (int, float)) or isinstance(choice_temperature, bool) \
             or not (choice_temperature >= 0 and math.isfinite(choice_temperature)):
         raise ValueError(f"choice_temperature must be a finite float >= 0, got {choice_temperature!r}")
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    for start in range(0, n, batch_size):
-        B = min(batch_size, n - start)
+
+    def draw(B: int, device: torch.device) -> torch.Tensor:
         ids = torch.full((B, seq_len), mask_id, dtype=torch.long)
         for t in range(steps):
             res = model(ids.to(device))
@@ -154,9 +151,8 @@ def maskgit_decode(model: torch.nn.Module, n: int, seq_len: int, mask_id: int, *
             confidence = torch.where(hidden, logp + noise, torch.full_like(logp, math.inf))
             remask = confidence.argsort(dim=1)[:, :n_keep_hidden]                   # least confident hidden ones
             ids = drawn.scatter(1, remask, mask_id)
-        out.append(ids)
-    model.train(was_training)
-    return torch.cat(out)
+        return ids
+    return batched_eval(model, n, batch_size, draw)
 
 
 def parallel_decoding_flops(seq_len: int, steps: int, n_layer: int, d_model: int, vocab_size: int) -> dict:

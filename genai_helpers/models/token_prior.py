@@ -23,7 +23,7 @@ import torch
 from .._checks import check_positive_int, check_tensor
 from ..sampling import generate
 
-__all__ = ["grid_to_sequence", "sequence_to_grid", "sample_token_grid", "generation_flops"]
+__all__ = ["grid_to_sequence", "sequence_to_grid", "sample_token_grid", "batched_eval", "generation_flops"]
 
 
 def grid_to_sequence(codes: torch.Tensor, bos: int) -> torch.Tensor:
@@ -73,19 +73,33 @@ def sample_token_grid(model: torch.nn.Module, n: int, grid_size: Sequence[int], 
     check_positive_int("codebook_size", codebook_size)
     check_positive_int("batch_size", batch_size)
     bos = codebook_size if bos is None else check_positive_int("bos", bos, minimum=0)
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    grids = []
-    for start in range(0, n, batch_size):
-        b = min(batch_size, n - start)
+
+    def draw(b: int, device: torch.device) -> torch.Tensor:
         step = _image_token_step(model, b, codebook_size, use_cache, device)
         prompt = torch.full((b, 1), bos, dtype=torch.long)
         ids = generate(step, prompt, h * w, generator=generator,
                        temperature=temperature, top_k=top_k, top_p=top_p)
-        grids.append(ids[:, 1:].reshape(b, h, w))
-    model.train(was_training)
-    return torch.cat(grids)
+        return ids[:, 1:].reshape(b, h, w)
+    return batched_eval(model, n, batch_size, draw)
+
+
+def batched_eval(model: torch.nn.Module, n: int, batch_size: int, draw) -> torch.Tensor:
+    """``n`` rows drawn batch by batch with ``model`` in eval mode: ``draw(b, device)`` returns a tensor
+    of ``b`` rows (``b <= batch_size``; the batches sum to ``n``), ``device`` is the model's. The
+    results are concatenated along dim 0 and ``model``'s train/eval mode is restored afterwards (also
+    when ``draw`` raises). The batching loop of :func:`sample_token_grid` and
+    :func:`genai_helpers.models.maskgit.maskgit_decode`."""
+    check_positive_int("n", n)
+    check_positive_int("batch_size", batch_size)
+    if not callable(draw):
+        raise TypeError(f"draw must be callable, got {type(draw).__name__}")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        return torch.cat([draw(min(batch_size, n - start), device) for start in range(0, n, batch_size)])
+    finally:
+        model.train(was_training)
 
 
 def _image_token_step(model: torch.nn.Module, batch_size: int, codebook_size: int, use_cache: bool,
