@@ -40,11 +40,30 @@ class Step:
 # is what keeps "transaction: ..." or "... the final answer: ..." inside a sentence from counting.
 _LABEL_LINE = re.compile(r"[ \t]*(?:[-*>#]+[ \t]*)?(?:\*\*|__)?(thought|action[ \t_-]*input|action|final[ \t_-]*answer"
                          r"|observation)(?:\*\*|__)?[ \t]*:(?:\*\*|__)?[ \t]*", re.I)
-# Fallback for one-line outputs ("Thought: x Action: calc[1]"): a label preceded by a non-word character.
-_INLINE_LABEL = re.compile(r"(?<![\w-])(?=(?:action(?:[ \t_-]*input)?|final[ \t_-]*answer)[ \t]*:)", re.I)
+# Fallback for one-line outputs ("Thought: x Action: calc[1]"): a label preceded by a non-word character,
+# written as a label is (Title Case or CAPITALS): "... the final answer: later" inside a thought is prose.
+_INLINE_LABEL = re.compile(r"(?<![\w-])(?=(?:Action(?:[ \t_-]*[Ii]nput)?|ACTION(?:[ \t_-]*INPUT)?|Final[ \t_-]*[Aa]nswer"
+                           r"|FINAL[ \t_-]*ANSWER)[ \t]*:)")
+# A second action label inside an action's body: "calculator[1] Action: sql[DROP TABLE models]".
+_SECOND_ACTION = re.compile(r"(?<![\w-])action[ \t]*:[ \t]*[`*]*[A-Za-z_]\w*[ \t]*[\[({]", re.I)
 _BARE_TOOL = re.compile(r"[A-Za-z_]\w*")
 _CALL_FORMS = (re.compile(r"([A-Za-z_]\w*)\s*\[(.*)\]", re.S), re.compile(r"([A-Za-z_]\w*)\s*\((.*)\)", re.S))
 _COLON_FORM = re.compile(r"([A-Za-z_]\w*)\s*:\s*(.+)", re.S)
+
+
+# A line inside an observation, thought or argument that a reader of the transcript would take for a
+# label of its own ("Final Answer: 42" in a SQL row, "Question: ..." in a web page): those lines are
+# indented when written to the transcript, so no transcript parser (``^Label:``) starts a turn there.
+_TRANSCRIPT_LABEL = re.compile(r"[ \t]*(?:[-*>#|]+[ \t]*)?(?:\*\*|__)?(?:thought|action(?:[ \t_-]*input)?|final[ \t_-]*answer"
+                               r"|observation|question)(?:\*\*|__)?[ \t]*:", re.I)
+
+
+def _quote_for_transcript(text: str) -> str:
+    r"""``text`` for one labelled entry of the transcript: every kind of line break becomes ``\n``
+    (``\r``, ``\v``, ``\f``, ``\x1c``-``\x1e``, ``\x85``, ``\u2028``, ``\u2029`` end lines for
+    ``str.splitlines``), and a continuation line that looks like a label is indented by two spaces."""
+    lines = text.splitlines()
+    return "\n".join([lines[0]] + ["  " + ln if _TRANSCRIPT_LABEL.match(ln) else ln for ln in lines[1:]]) if lines else ""
 
 
 def _label(raw: str) -> str:
@@ -82,12 +101,14 @@ def parse_step(text: str, *, max_chars: int = 20_000) -> Step:
     Labels count only at the start of a line (``Thought:``, ``Action:``, ``Action Input:``,
     ``Final Answer:``, any case): a sentence that contains "transaction:" or "the final answer:"
     is text, not a label. **The first ``Action:`` or ``Final Answer:`` line decides** the step;
-    only when no line starts with either are labels inside a line accepted (one-line outputs
+    only when no line starts with either are labels inside a line accepted, written as labels are
+    (``Action:``, ``Final Answer:`` or in capitals; one-line outputs
     such as ``Thought: x Action: calculator[2+3]``). Actions may be written ``tool[arg]``,
     ``tool(arg)``, ``tool: arg``, a JSON object ``{"tool": ..., "input": ...}``, or
     ``Action: tool`` followed by an ``Action Input: arg`` line. An ``Observation:`` line after the
     first line ends the output: a model that writes its own observations is hallucinating them.
     Outputs longer than ``max_chars`` characters are reported as malformed, not parsed.
+    A second ``Action: tool[...]`` inside the action (two actions in one step) is malformed.
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
@@ -111,6 +132,10 @@ def parse_step(text: str, *, max_chars: int = 20_000) -> Step:
         if not body:
             step.error = "empty final answer"
         return step
+    body = re.sub(r"^(?:`+|\*\*)\s*(.*?)\s*(?:`+|\*\*)$", r"\1", body, flags=re.S)   # `tool[arg]`, **tool[arg]**
+    if _SECOND_ACTION.search(body):
+        step.error = "more than one action in one step; write one 'Action: tool[argument]' per turn"
+        return step
     follower = segments[decider + 1] if decider + 1 < len(segments) else None
     if _BARE_TOOL.fullmatch(body) and follower is not None and follower[0] == "input":
         step.tool, step.arg = body.lower(), _strip_quotes(follower[1])
@@ -121,7 +146,7 @@ def parse_step(text: str, *, max_chars: int = 20_000) -> Step:
             if not isinstance(obj, dict):
                 raise TypeError("not an object")
             tool = obj.get("tool") or obj.get("name") or obj.get("action")
-            if not isinstance(tool, str) or not tool.strip() or len(tool) > 64:
+            if not isinstance(tool, str) or not _BARE_TOOL.fullmatch(tool.strip()) or len(tool) > 64:
                 step.error = "action JSON has no 'tool' name"
                 return step
             step.tool = tool.strip().lower()
@@ -184,6 +209,8 @@ class ReActAgent:
 
     Every observation is cut to ``max_observation_chars`` characters, so one tool result cannot
     flood the transcript; a policy that returns something other than a str counts as malformed.
+    Lines of an observation, thought or argument that look like labels (``Final Answer:``,
+    ``Question:``, ...) are indented in the transcript, so a tool result cannot start a turn there.
     """
 
     def __init__(self, policy: Callable[[str], str], tools: Sequence[Tool], *, max_steps: int = 6,
@@ -235,20 +262,20 @@ class ReActAgent:
                 step = Step(error=f"policy returned {type(raw).__name__}, not str")
             steps.append(step)
             if step.thought:
-                transcript += f"Thought: {step.thought}\n"
+                transcript += f"Thought: {_quote_for_transcript(step.thought)}\n"
             if step.error:
                 step.observation = f"Error: {step.error}. Use 'Action: tool[argument]' or 'Final Answer: ...'."
                 self._log("malformed_action", user=user, error=step.error)
             elif step.final is not None:
-                transcript += f"Final Answer: {step.final}\n"
+                transcript += f"Final Answer: {_quote_for_transcript(step.final)}\n"
                 return self._finish(question, step.final, steps, transcript, user)
             else:
                 step.observation = self._call_tool(step, user)
-                transcript += f"Action: {step.tool}[{step.arg}]\n"
+                transcript += f"Action: {step.tool}[{_quote_for_transcript(step.arg)}]\n"
             if len(step.observation) > self.max_observation_chars:
                 step.observation = (step.observation[: self.max_observation_chars]
                                     + f" ... (cut at max_observation_chars={self.max_observation_chars})")
-            transcript += f"Observation: {step.observation}\n"
+            transcript += f"Observation: {_quote_for_transcript(step.observation)}\n"
         self._log("step_limit", user=user, max_steps=self.max_steps)
         return AgentResult(question, None, steps, "max_steps", transcript)
 

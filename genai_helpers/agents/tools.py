@@ -17,12 +17,13 @@ import math
 import operator
 import re
 import sqlite3
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["Tool", "MAX_ERROR_CHARS", "safe_eval", "format_number", "calculator_tool", "MODEL_ROWS",
+__all__ = ["Tool", "MAX_ERROR_CHARS", "MAX_SQL_COLUMNS", "safe_eval", "format_number", "calculator_tool", "MODEL_ROWS",
            "build_models_database", "run_sql", "sql_tool", "retrieval_tool"]
 
 #: Longest error text a :class:`Tool` returns (characters); the rest is cut.
@@ -101,7 +102,10 @@ def _parse(text: str, max_depth: int) -> ast.Expression:
         raise ValueError(f"expression does not parse: {getattr(err, 'msg', err)}") from None
     except (RecursionError, MemoryError):
         raise ValueError("expression is nested too deeply to parse") from None
-    _check_shape(tree, 0, max_depth)
+    try:
+        _check_shape(tree, 0, max_depth)
+    except RecursionError:            # only with a caller's max_depth above Python's recursion limit
+        raise ValueError("expression is nested too deeply to check; lower max_depth") from None
     return tree
 
 
@@ -133,6 +137,9 @@ def safe_eval(expression: str, *, max_len: int = 200, max_power: int = 1000, max
                         ("max_depth", max_depth)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    str_limit = getattr(sys, "get_int_max_str_digits", lambda: 0)()     # Python >= 3.11: 4300 by default
+    if str_limit and max_digits > str_limit:
+        raise ValueError(f"max_digits must be at most {str_limit} (Python's limit on printing integers), got {max_digits}")
     if not isinstance(max_seconds, (int, float)) or not max_seconds > 0:
         raise ValueError(f"max_seconds must be > 0, got {max_seconds!r}")
     if len(expression) > max_len:
@@ -143,13 +150,22 @@ def safe_eval(expression: str, *, max_len: int = 200, max_power: int = 1000, max
     bad = next((c for c in text if not (c.isascii() and (c.isprintable() or c in " \t"))), None)
     if bad is not None:
         raise ValueError(f"expression must use ASCII digits and operators; found {bad!r} (U+{ord(bad):04X})")
-    # thousands separators: prefer "1,000" = 1000 when that reading parses, else keep the commas
+    # thousands separators: "1,000" = 1000 when only that reading is valid; when both readings are
+    # valid and differ ("max(1,000,2)": 1000 or 2?) the expression is refused, not guessed
     tree = None
     if _THOUSANDS.search(text):
         try:
             tree = _parse(_THOUSANDS.sub(lambda m: m.group(0).replace(",", ""), text), max_depth)
         except ValueError:
             tree = None
+        if tree is not None:
+            try:
+                _parse(text, max_depth)
+            except ValueError:
+                pass
+            else:
+                raise ValueError("expression has ambiguous commas (thousands separators or arguments?); "
+                                 "write 1000 for a thousand and put a space after argument commas, e.g. max(1000, 2)")
     if tree is None:
         tree = _parse(text, max_depth)
 
@@ -270,7 +286,15 @@ _READ_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNC
 _HAS_SETLIMIT = hasattr(sqlite3.Connection, "setlimit")     # Python >= 3.11
 # printf's width and precision ('%.*c' with 1e9) make sqlite loop inside one opcode, where neither
 # the progress handler nor the length limit can stop it early: refused always.
-_DENIED_FUNCTIONS = {"printf", "format"}
+_DENIED_FUNCTIONS = {"printf", "format",
+                     # fts3_tokenizer('simple') returns a C pointer (an address-space leak) and its
+                     # two-argument form installs one; load_extension loads native code
+                     "fts3_tokenizer", "load_extension",
+                     # build details an attacker can use to pick exploits; nothing a question needs
+                     "sqlite_compileoption_get", "sqlite_compileoption_used", "sqlite_source_id"}
+#: Most columns one query may return (``SELECT b, b, b, ...`` of a 100 kB value would otherwise hold
+#: gigabytes in memory) and most characters of one cell kept before formatting.
+MAX_SQL_COLUMNS = 64
 # Without Connection.setlimit (Python 3.10) no value size limit can be set, so the functions that
 # build large strings or blobs from small arguments are refused as well.
 _GROWING_FUNCTIONS = {"randomblob", "zeroblob", "replace", "hex", "char", "group_concat", "string_agg",
@@ -300,9 +324,23 @@ def _one_statement(query: str) -> str | None:
     return query
 
 
-def _cell(value) -> str:
+# every character that str.splitlines() or a terminal treats as a line break or control: \n, \r, \v, \f,
+# \x1c-\x1e, \x85, \u2028, \u2029 and the other C0/C1 controls (tab is kept)
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escape_control(match: re.Match) -> str:
+    c = match.group(0)
+    return {"\n": "\\n", "\r": "\\r"}.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}")
+
+
+def _cell(value, max_chars: int | None = None) -> str:
+    if isinstance(value, bytes) and max_chars is not None and len(value) > max_chars:
+        value = value[:max_chars]                    # never format a 100 kB blob to show 4000 characters
     text = format_number(value) if isinstance(value, float) else str(value)
-    return text.replace("\r", "\\r").replace("\n", "\\n")     # a value cannot fake extra rows or lines
+    if max_chars is not None and len(text) > max_chars:
+        text = text[:max_chars]
+    return _CONTROL.sub(_escape_control, text)      # a value cannot fake extra rows or lines
 
 
 def run_sql(db_path: str | Path, query: str, *, max_rows: int = 20, timeout_s: float = 1.0,
@@ -319,7 +357,12 @@ def run_sql(db_path: str | Path, query: str, *, max_rows: int = 20, timeout_s: f
     - ``max_value_bytes``: the largest string or blob the query may build (``randomblob(1e9)``
       fails); on Python 3.10, which cannot set this limit, functions that build large values
       (``randomblob``, ``zeroblob``, ``printf``, ``replace``, ...) are refused instead;
-    - ``max_query_chars`` characters of SQL.
+    - ``max_query_chars`` characters of SQL;
+    - at most :data:`MAX_SQL_COLUMNS` columns, rows fetched one at a time with every cell cut to
+      ``max_chars`` (a ``SELECT b, b, b, ...`` of a 100 kB value cannot fill memory);
+    - functions that leak pointers or build details (``fts3_tokenizer``, ``sqlite_compileoption_get``)
+      are refused, and control characters and every kind of line break in a value are escaped
+      (``\\x0b``, ``\\u2028``), so a value cannot fake a line of the observation.
     """
     for name, value in (("max_rows", max_rows), ("max_chars", max_chars), ("max_value_bytes", max_value_bytes),
                         ("max_query_chars", max_query_chars)):
@@ -343,24 +386,37 @@ def run_sql(db_path: str | Path, query: str, *, max_rows: int = 20, timeout_s: f
             con.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, max_value_bytes)
             con.setlimit(sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH, 200)
             con.setlimit(sqlite3.SQLITE_LIMIT_EXPR_DEPTH, 200)
+            con.setlimit(sqlite3.SQLITE_LIMIT_COLUMN, MAX_SQL_COLUMNS)
         con.set_authorizer(_read_only_authorizer)
         deadline = time.monotonic() + timeout_s
         con.set_progress_handler(lambda: time.monotonic() > deadline, 1000)   # non-zero return interrupts
         try:
             cur = con.execute(statement)
             names = [d[0] for d in cur.description or []]
-            rows = cur.fetchmany(max_rows + 1)
+            if len(names) > MAX_SQL_COLUMNS:
+                raise ValueError(f"query returns {len(names)} columns, more than MAX_SQL_COLUMNS={MAX_SQL_COLUMNS}")
+            # one row at a time, each cell cut to max_chars at once: at most one row of full-size
+            # values is in memory, and fetching stops when the output is already full
+            rows, size = [], 0
+            while len(rows) <= max_rows and size <= max_chars:
+                row = cur.fetchone()
+                if row is None:
+                    break
+                rows.append(tuple(_cell(v, max_chars) for v in row))
+                size += sum(len(c) + 3 for c in rows[-1])
         except (sqlite3.OperationalError, sqlite3.DataError) as err:
             if time.monotonic() > deadline or "interrupted" in str(err):
                 raise TimeoutError(f"query stopped after timeout_s={timeout_s} s") from None
-            if "too big" in str(err):
+            if "too big" in str(err) or "too many columns" in str(err):
+                if "columns" in str(err):
+                    raise ValueError(f"query has more than MAX_SQL_COLUMNS={MAX_SQL_COLUMNS} columns") from None
                 raise ValueError(f"query builds a value larger than max_value_bytes={max_value_bytes:,}") from None
             raise
     finally:
         con.close()
     if not rows:
         return "(no rows)"
-    lines = [" | ".join(_cell(n) for n in names)] + [" | ".join(_cell(v) for v in r) for r in rows[:max_rows]]
+    lines = [" | ".join(_cell(n, max_chars) for n in names)] + [" | ".join(r) for r in rows[:max_rows]]
     if len(rows) > max_rows:
         lines.append(f"... (more than {max_rows} rows)")
     out = "\n".join(lines)

@@ -3,21 +3,26 @@
 Patterns find candidates; checksums and ranges reject look-alikes, so an order number that
 happens to have 16 digits is not a credit card:
 
-- ``EMAIL``        name@domain.tld
-- ``PHONE``        international ``+CC ...`` or North-American ``(555) 123-4567`` / ``555-123-4567``
+- ``EMAIL``        name@domain.tld (Unicode and punycode domains too), and ``name [at] domain [dot] tld``
+- ``PHONE``        international ``+CC ...`` or North-American ``(555) 123-4567`` / ``1-555-123-4567``;
+                   ``555 123 4567`` (spaces only) after a word such as "call" or "phone"
 - ``CREDIT_CARD``  13-19 digits that pass the **Luhn** checksum, bare or separated by spaces or
-                   dashes, or by dots in card-like groups (``4111.1111.1111.1111``; a decimal number
-                   or a version string is not a card)
+                   dashes, or by dots, slashes, underscores, en dashes or no-break spaces in card-like
+                   groups (``4111.1111.1111.1111``; a decimal number or a version string is not a card)
 - ``IBAN``         country code + 2 check digits + up to 30 characters (any case), with the
                    country's registered length and passing **ISO 7064 mod 97**
-- ``SSN``          US-style ``AAA-GG-SSSS`` with the ranges the SSA never issues rejected; with spaces
-                   or dots (``123 45 6789``) only after a word that names it ("SSN", "social
-                   security"), because three numbers in a row are common in technical text
-- ``IP_ADDRESS``   dotted IPv4 with every octet 0-255
+- ``SSN``          US-style ``AAA-GG-SSSS`` with the ranges the SSA never issues rejected; with spaces,
+                   dots, underscores, en dashes or no separator (``123 45 6789``, ``123456789``) only
+                   after a word that names it ("SSN", "social security"), because three numbers in a
+                   row are common in technical text
+- ``IP_ADDRESS``   dotted IPv4 with every octet 0-255 (not right after "v" or "version"), and IPv6
+                   (``2001:db8::1``; at least three groups)
 """
 from __future__ import annotations
 
+import ipaddress
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Callable
 
@@ -36,10 +41,23 @@ class PIIMatch:
     text: str
 
 
+#: Characters that may separate the digit groups of a card number (spaces of several widths, dashes,
+#: dots, slashes, underscores).
+_CARD_SEPARATORS = " -._/\u2013\u2014\u00a0\u2007\u202f"
+
+
+def _ascii_digits(text: str) -> str:
+    """``text`` with every decimal digit of any script (fullwidth ``１``, Arabic-Indic ``١``) as ASCII and
+    fullwidth punctuation folded (NFKC)."""
+    return "".join(str(unicodedata.decimal(c)) if unicodedata.decimal(c, None) is not None
+                   else unicodedata.normalize("NFKC", c) for c in text)
+
+
 def luhn_valid(number: str) -> bool:
-    """True when the digits of ``number`` (spaces, dashes and dots ignored) pass the Luhn checksum."""
+    """True when the digits of ``number`` (spaces, dashes, dots, slashes and underscores ignored) pass
+    the Luhn checksum."""
     digits = [int(c) for c in number if c.isdigit()]
-    if len(digits) < 2 or any(not (c.isdigit() or c in " -.") for c in number):
+    if len(digits) < 2 or any(not (c.isdigit() or c in _CARD_SEPARATORS) for c in number):
         return False
     total = 0
     for i, d in enumerate(reversed(digits)):
@@ -71,9 +89,9 @@ IBAN_LENGTHS = {
 
 
 def iban_valid(iban: str) -> bool:
-    """True when ``iban`` (spaces ignored, any case) has its country's length
+    """True when ``iban`` (spaces and dashes ignored, any case) has its country's length
     (:data:`IBAN_LENGTHS`) and passes the ISO 13616 / ISO 7064 mod-97 check."""
-    s = iban.replace(" ", "").upper()
+    s = re.sub(r"[ \-\u00a0]", "", iban).upper()
     if not re.fullmatch(r"[A-Z]{2}\d{2}[A-Z0-9]{10,30}", s) or IBAN_LENGTHS.get(s[:2]) != len(s):
         return False
     moved = s[4:] + s[:4]
@@ -96,32 +114,76 @@ def ipv4_valid(ip: str) -> bool:
 
 
 def _card_shape_valid(span: str) -> bool:
-    """Luhn, plus for dotted numbers a card's grouping: one kind of separator, at least three
-    groups, all but the last of 4-6 digits (``4111.1111.1111.1111``, ``3782.822463.10005``)."""
+    """Luhn, plus — unless the groups are separated by single spaces or single dashes — a card's
+    grouping: one kind of separator, at least three groups, all but the last of 4-6 digits
+    (``4111.1111.1111.1111``, ``4111/1111/1111/1111``, ``4111 - 1111 - 1111 - 1111``,
+    ``3782.822463.10005``); so a decimal number or a version string is not a card."""
     if not luhn_valid(span):
         return False
-    if "." not in span:
+    seps = re.findall(r"\D+", span)
+    if all(sep in (" ", "-") for sep in seps) and len(set(seps)) <= 1:
         return True
-    groups = span.split(".")
-    return (len(groups) >= 3 and all(g.isdigit() for g in groups)
-            and all(4 <= len(g) <= 6 for g in groups[:-1]) and 1 <= len(groups[-1]) <= 6)
+    if len(set(seps)) != 1:
+        return False
+    groups = re.split(r"\D+", span)
+    return (len(groups) >= 3 and all(4 <= len(g) <= 6 for g in groups[:-1]) and 1 <= len(groups[-1]) <= 6)
+
+
+def _ssn_loose_valid(span: str) -> bool:
+    """An SSN written after a word that names it: 9 digits of any script, in 3-2-4 groups with one
+    kind of separator (dash, dot, space, underscore, en dash; spaces around it allowed) or none."""
+    m = re.fullmatch(r"(\d{3})(\s*[-.\u2013\u2014_]?\s*)(\d{2})(\s*[-.\u2013\u2014_]?\s*)(\d{4})", _ascii_digits(span))
+    if not m or m.group(2).strip() != m.group(4).strip() or bool(m.group(2)) != bool(m.group(4)):
+        return False
+    area, group, serial = m.group(1), m.group(3), m.group(5)
+    return area not in ("000", "666") and not area.startswith("9") and group != "00" and serial != "0000"
+
+
+def _ipv6_valid(span: str) -> bool:
+    """A full IPv6 address with at least three non-empty groups, one of 3-4 hex digits (so ``a::b``
+    or a ratio ``1:2:3:4:5:6:7:8`` is not one)."""
+    try:
+        ipaddress.IPv6Address(span)
+    except ValueError:
+        return False
+    groups = span.split(":")
+    return sum(bool(g) for g in groups) >= 3 and any(len(g) >= 3 for g in groups)
 
 
 # a word naming the number must come shortly before an SSN written with spaces or dots
-_SSN_CONTEXT = re.compile(r"(?i)\b(ssn|ss#|s\.s\.n\.?|social[ -]security(?: (?:number|no\.?|#))?|soc\.? ?sec\.?)\W{0,3}"
-                          r"(?:\w+\W{1,3}){0,3}$")
+_SSN_CONTEXT = re.compile(r"(?i)\b(ssn|ss#|s\.s\.n\.?|ss ?(?:number|no\.?|#)|social[ -]security(?: (?:number|no\.?|#))?"
+                          r"|soc\.? ?sec\.?)\W{0,3}(?:\w+\W{1,3}){0,3}$")
+# a word naming a phone number must come shortly before one written with spaces only (555 123 4567)
+_PHONE_CONTEXT = re.compile(r"(?i)\b(phone|tel|telephone|mobile|cell|fax|call|ring|text|sms|whatsapp|dial)\b"
+                            r"\W{0,3}(?:\w+\W{1,3}){0,3}$")
+# a dotted quad right after "v" or "version" is a version string, not an IP address
+_VERSION_CONTEXT = re.compile(r"(?i)(?:\bv|\bversion|\bver\.?|\brelease|\brelease[sd]?)\s*$")
+_SP = "[ \u00a0\u2007\u202f]"
 
 # (kind, pattern, validator of the span, test of the text before the span)
 _PATTERNS: list[tuple[str, re.Pattern, Callable[[str], bool] | None, Callable[[str], bool] | None]] = [
-    ("EMAIL", re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b"), None, None),
-    ("IBAN", re.compile(r"\b[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]{4}){2,7}(?: ?[A-Za-z0-9]{1,4})?\b"), iban_valid, None),
-    ("CREDIT_CARD", re.compile(r"(?<![\d.-])\d(?:[ .-]?\d){12,18}(?![\d-]|\.\d)"), _card_shape_valid, None),
-    ("SSN", re.compile(r"(?<![\d-])\d{3}-\d{2}-\d{4}(?![\d-])"), ssn_valid, None),
-    ("SSN", re.compile(r"(?<![\d.-])\d{3}([ .])\d{2}\1\d{4}(?![\d-]|\.\d)"), ssn_valid,
-     lambda before: _SSN_CONTEXT.search(before[-40:]) is not None),
-    ("IP_ADDRESS", re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?!\.?\d)"), ipv4_valid, None),
+    # the local part starts where no local-part character precedes it, so a long run without "@"
+    # is scanned once (a leading \b made "a.a.a.a..." quadratic); Unicode names and domains
+    # (bób@example.com, bob@例子.公司) and punycode top-level domains (xn--...) count; "q@k.transpose("
+    # is code, not an address
+    ("EMAIL", re.compile(r"(?<![\w.%+-])[\w.%+-]+@(?:[\w-]+\.)+(?:xn--[\w-]+|[^\W\d_]{2,})(?![\w-]|\()"), None, None),
+    # written out to dodge filters: bob [at] example [dot] com, bob(at)example(dot)com
+    ("EMAIL", re.compile(r"(?i)(?<![\w.%+-])[\w.%+-]+\s*[\[({]\s*at\s*[\])}]\s*[\w-]+"
+                         r"(?:\s*(?:[\[({]\s*dot\s*[\])}]|\.)\s*[\w-]+)+"), None, None),
+    ("IBAN", re.compile(r"(?:(?<![A-Za-z0-9])|(?<=[Ii][Bb][Aa][Nn]))[A-Za-z]{2} ?\d{2}(?:[ -]?[A-Za-z0-9]{4}){2,7}"
+                        r"(?:[ -]?[A-Za-z0-9]{1,4})?\b"), iban_valid, None),
+    ("CREDIT_CARD", re.compile(rf"(?<![\d.-])\d(?:(?:{_SP}{{0,2}}[-./_\u2013\u2014]{_SP}{{0,2}}|{_SP}{{1,2}})?\d){{12,18}}"
+                               r"(?![\d-]|\.\d)"), _card_shape_valid, None),
+    ("SSN", re.compile(r"(?<![\d-])\d{3}[-\uff0d]\d{2}[-\uff0d]\d{4}(?![\d-])"), lambda s: ssn_valid(_ascii_digits(s)), None),
+    ("SSN", re.compile(r"(?<![\d.-])\d{3}\s{0,2}[-.\u2013\u2014_ ]?\s{0,2}\d{2}\s{0,2}[-.\u2013\u2014_ ]?\s{0,2}\d{4}"
+                       r"(?![\d-]|\.\d)"), _ssn_loose_valid, lambda before: _SSN_CONTEXT.search(before[-40:]) is not None),
+    ("IP_ADDRESS", re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?!\.?\d)"), ipv4_valid,
+     lambda before: _VERSION_CONTEXT.search(before[-12:]) is None),
+    ("IP_ADDRESS", re.compile(r"(?<![\w:.])[0-9A-Fa-f:]{6,39}(?![\w:.])"), _ipv6_valid, None),
     ("PHONE", re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?(?:\(?\d{1,4}\)?[ .-]?){2,4}\d{2,4}"
-                         r"|\(\d{3}\) ?\d{3}-\d{4}|\b\d{3}[.-]\d{3}[.-]\d{4})(?![\d-])"), None, None),
+                         r"|(?:\b1[ .-])?\(\d{3}\) ?\d{3}-\d{4}|(?:\b1[ .-])?\b\d{3}[.-]\d{3}[.-]\d{4})(?![\d-])"), None, None),
+    ("PHONE", re.compile(r"(?<![\w+])(?:1 )?\d{3} \d{3} \d{4}(?![\d-])"), None,
+     lambda before: _PHONE_CONTEXT.search(before[-40:]) is not None),
 ]
 
 
