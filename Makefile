@@ -19,7 +19,7 @@ NB ?= notebooks/*.ipynb
 # two cores (pytest + a notebook kernel) do not slow each other 10-40x.
 TEST_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 GENAI_MODE=smoke PYTHONHASHSEED=0 OMP_WAIT_POLICY=PASSIVE
 
-.PHONY: help system-deps setup book test unit notebooks site-check lab execute bench clean pretrain pretrain-sweep pretrain-speech pretrain-mt pretrain-reader finetune-agent
+.PHONY: help system-deps setup book test unit notebooks site-check lab execute bench clean pretrain pretrain-sweep pretrain-speech pretrain-mt pretrain-reader pretrain-reranker finetune-agent
 
 help:
 	@echo "make book     build the static site into _build/html (from stored notebook outputs)"
@@ -31,6 +31,7 @@ help:
 	@echo "make pretrain train the book LM (50 min on 2 CPU cores, resumable; SIZE=gpu on a GPU)"
 	@echo "make pretrain-speech  train chapter 16's codec and TTS model (about 25 min on 2 CPU cores)"
 	@echo "make pretrain-reader  fine-tune the book LM as chapter 7's grounded reader (about 6 min on 2 CPU cores, resumable)"
+	@echo "make pretrain-reranker  train chapter 7's cross-encoder reranker (top MiniLM layer + head, about 5 min on 2 CPU cores)"
 	@echo "make pretrain-mt   train chapter 5's translator (six settings at once for 330 s each, then the best is stored; made on one GPU: a CPU trains far less in that time)"
 	@echo "make finetune-agent  fine-tune the book LM into chapter 8's ReAct policy (about 5 min on 2 CPU cores)"
 	@echo "make system-deps   install the system packages the chapters need (Debian/Ubuntu; elsewhere: what to install)"
@@ -106,6 +107,11 @@ pretrain-sweep: system-deps setup
 # with one seed; resumable (checkpoints/book_lm_reader/), writes fp16 weights + manifest atomically.
 pretrain-reader: setup
 	PYTHONHASHSEED=0 OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 $(PY) -m genai_helpers.rag.lm_reader --steps 1200
+
+# Chapter 7's trained reranker: a cross-encoder head on the packaged MiniLM (its top layer fine-tuned)
+# on synthetic questions from the book's chunks; writes genai_helpers/rag/cross_encoder.{safetensors,json}.
+pretrain-reranker: setup
+	PYTHONHASHSEED=0 OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 $(PY) -m genai_helpers.rag.cross_encoder --steps 200
 
 # Chapter 16's speech models (genai_helpers/speech/weights/): the neural codec, then the dual AR
 # TTS model on its tokens; each stage is skipped when its weights exist (delete them to redo it).

@@ -14,15 +14,14 @@ Public API::
 - :mod:`.policy`     tool allow-list, argument validation, rate limiting, hash-chained audit log
 - :mod:`.attack_set` the generated adversarial set (62 attack templates in 9 families, benign look-alikes),
                      split by family (``family_folds``)
-- :mod:`.detector`   ``InjectionDetector`` (logistic regression on sentence embeddings), the
+- :mod:`.detector`   ``InjectionDetector`` (logistic regression on sentence embeddings, optionally
+                     with hashed character/word n-grams and the rules' hits as features), the
                      observation filter for tool results, Wilson intervals
 - :func:`load_attack_set`  the first, hand-written adversarial set (118 rows, train/test split by template)
 """
 from __future__ import annotations
 
 import json
-import re
-import unicodedata
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Sequence
@@ -31,16 +30,18 @@ from .injection import (DOCUMENT_RULES, INJECTION_RULES, SPOTLIGHT_MODES, Inject
                         find_injections, normalize_for_rules, quoted_spans, rule_hits, screen_document, spotlight,
                         spotlight_instructions)
 from .pii import PII_KINDS, PIIMatch, find_pii, iban_valid, luhn_valid, redact_pii, ssn_valid  # noqa: F401
-from .policy import ArgSpec, AuditLog, RateLimiter, ToolPolicy  # noqa: F401
+from .policy import ArgSpec, AuditLog, RateLimiter, ToolPolicy, find_secret_spans, fold_for_secrets  # noqa: F401
 from .attack_set import ATTACK_FAMILIES, BENIGN_FAMILIES, family_folds, make_attack_set  # noqa: F401
-from .detector import InjectionDetector, make_observation_filter, wilson_interval  # noqa: F401
+from .detector import (InjectionDetector, fit_by_family_cv, make_observation_filter, ngram_features,  # noqa: F401
+                       threshold_for_benign_rate, wilson_interval)
 
 __all__ = ["INJECTION_RULES", "DOCUMENT_RULES", "InjectionHit", "find_injections", "quoted_spans", "screen_document",
            "SPOTLIGHT_MODES", "normalize_for_rules", "rule_hits", "spotlight", "spotlight_instructions",
            "MIN_FUZZY_SECRET_CHARS", "PII_KINDS", "PIIMatch", "find_pii", "iban_valid", "luhn_valid", "redact_pii",
            "ssn_valid", "ArgSpec", "AuditLog", "RateLimiter", "ToolPolicy", "GuardResult", "check_input",
            "check_output", "load_attack_set", "ATTACK_FAMILIES", "BENIGN_FAMILIES", "make_attack_set", "family_folds",
-           "InjectionDetector", "make_observation_filter", "wilson_interval"]
+           "InjectionDetector", "make_observation_filter", "wilson_interval", "ngram_features",
+           "threshold_for_benign_rate", "fit_by_family_cv"]
 
 
 @dataclass
@@ -92,30 +93,18 @@ MIN_FUZZY_SECRET_CHARS = 8
 
 
 def _fold(text: str) -> tuple[str, list[int]]:
-    """Letters and digits of ``text``, NFKC-normalised and case-folded, with the offset in ``text``
-    each one came from: ``"C A-n"`` -> ``("can", [0, 2, 4])``."""
-    chars, offsets = [], []
-    for i, ch in enumerate(text):
-        for c in unicodedata.normalize("NFKC", ch).casefold():
-            if c.isalnum():
-                chars.append(c)
-                offsets.append(i)
-    return "".join(chars), offsets
+    """Letters and digits of ``text``, NFKC-normalised, case-folded, homoglyphs read as Latin, with the
+    offset in ``text`` each one came from: ``"C A-n"`` -> ``("can", [0, 2, 4])`` (see
+    :func:`.policy.fold_for_secrets`)."""
+    return fold_for_secrets(text)
 
 
 def _secret_spans(text: str, secret: str, folded: tuple[str, list[int]] | None = None) -> list[tuple[int, int]]:
     """Where ``secret`` occurs in ``text``: case-insensitively as written, and — for secrets of at
-    least :data:`MIN_FUZZY_SECRET_CHARS` letters and digits — also after dropping everything but
-    letters and digits on both sides (``"C A N A R Y-1234"`` contains ``"CANARY-1234"``)."""
-    spans = [m.span() for m in re.finditer(re.escape(secret), text, flags=re.I)]
-    key, _ = _fold(secret)
-    if len(key) >= MIN_FUZZY_SECRET_CHARS:
-        folded, offsets = folded or _fold(text)
-        start = folded.find(key)
-        while start >= 0:
-            spans.append((offsets[start], offsets[start + len(key) - 1] + 1))
-            start = folded.find(key, start + len(key))
-    return spans
+    least :data:`MIN_FUZZY_SECRET_CHARS` letters and digits — also spaced out, re-cased, with
+    homoglyphs, reversed, in leetspeak or ROT13, 60 % of it, or base64/hex/percent-encoded
+    (:func:`.policy.find_secret_spans`)."""
+    return find_secret_spans(text, secret, min_fuzzy_chars=MIN_FUZZY_SECRET_CHARS, folded=folded)
 
 
 def check_output(text: str, *, secrets: Sequence[str] = (), redact: bool = True) -> GuardResult:
@@ -125,8 +114,9 @@ def check_output(text: str, *, secrets: Sequence[str] = (), redact: bool = True)
     strings) appearing in the text (``"secret_leak"``): matched case-insensitively, and for
     secrets of at least 8 letters and digits also on a normalised form (NFKC, case-folded,
     everything but letters and digits dropped) so that ``"c-a-n-a-r-y 1234"`` still leaks
-    ``"CANARY-1234"``; shorter secrets are matched as written only, since their letters alone
-    would turn up in ordinary text. The returned ``text`` has each secret replaced by
+    ``"CANARY-1234"`` (and so do homoglyph, reversed, leetspeak, ROT13, 60 %-partial and
+    base64/hex/percent-encoded forms: :func:`.policy.find_secret_spans`); shorter secrets are
+    matched as written only, since their letters alone would turn up in ordinary text. The returned ``text`` has each secret replaced by
     ``[SECRET]`` and then PII by ``[KIND]`` when ``redact`` is True.
     """
     if not isinstance(text, str):

@@ -3,7 +3,11 @@
 :class:`InjectionDetector` is logistic regression on the embedding of a text (chapter 08 uses
 all-MiniLM-L6-v2: 384 numbers per text, unit norm). Rules match the words their author foresaw;
 an embedding places "disregard what you were told earlier" near "ignore previous instructions",
-so the detector can catch wordings — and whole kinds of attack — that no rule names. It is
+so the detector can catch wordings — and whole kinds of attack — that no rule names. Optional
+lexical features sit beside the embedding (``ngrams=True``: hashed character 3-5-grams and word
+1-2-grams of the rules' normalised text, see :func:`ngram_features`; ``rule_features=True``: one
+0/1 column per rule of :data:`~genai_helpers.guardrails.injection.INJECTION_RULES`, so the rules
+become evidence the model weighs instead of a hard filter in front of it). It is
 trained full-batch with plain gradient descent for a fixed number of steps (deterministic), and
 its ``threshold`` is tuned on a *development* split with :meth:`InjectionDetector.tune_threshold`,
 never on the rows it is reported on.
@@ -17,12 +21,66 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import zlib
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["InjectionDetector", "wilson_interval", "make_observation_filter"]
+__all__ = ["InjectionDetector", "wilson_interval", "make_observation_filter", "ngram_features", "threshold_for_benign_rate",
+           "fit_by_family_cv"]
+
+
+def ngram_features(texts: Sequence[str], *, dim: int = 4096, char_n: tuple[int, ...] = (3, 4, 5),
+                   words: bool = True) -> np.ndarray:
+    """Hashed n-gram counts of the rules' normalised text (:func:`~genai_helpers.guardrails.injection.normalize_for_rules`),
+    shape ``(N, dim)``: character ``char_n``-grams (of the text padded with one space on each side)
+    and, when ``words``, word unigrams and bigrams, each counted into bucket ``crc32(gram) % dim``
+    (the same on every machine, whatever ``PYTHONHASHSEED``), then ``log1p`` and scaled to unit
+    length (an empty text gives a zero row). ``dim`` in [16, 1048576]; ``char_n`` values in [1, 10]."""
+    from .injection import normalize_for_rules
+
+    if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+        raise TypeError("texts must be a sequence of str")
+    if not isinstance(dim, int) or not 16 <= dim <= 1 << 20:
+        raise ValueError(f"dim must be an int in [16, 1048576], got {dim!r}")
+    if not char_n or not all(isinstance(n, int) and 1 <= n <= 10 for n in char_n):
+        raise ValueError(f"char_n must be a non-empty tuple of ints in [1, 10], got {char_n!r}")
+    x = np.zeros((len(texts), dim))
+    for i, text in enumerate(texts):
+        t = normalize_for_rules(text)
+        s = f" {t} "
+        grams = [s[j:j + n] for n in char_n for j in range(len(s) - n + 1)]
+        if words:
+            w = re.findall(r"[a-z0-9']+", t)
+            grams += w + [a + " " + b for a, b in zip(w, w[1:])]
+        for g in grams:
+            x[i, zlib.crc32(g.encode("utf-8")) % dim] += 1.0
+        x[i] = np.log1p(x[i])
+        norm = np.linalg.norm(x[i])
+        if norm > 0:
+            x[i] /= norm
+    return x
+
+
+def threshold_for_benign_rate(scores, is_attack, max_benign_rate: float = 0.05) -> float:
+    """The lowest threshold (flag ``score >= threshold``) whose benign flag rate on these
+    (development!) rows is at most ``max_benign_rate`` (in [0, 1])."""
+    if not isinstance(max_benign_rate, (int, float)) or not 0.0 <= max_benign_rate <= 1.0:
+        raise ValueError(f"max_benign_rate must be in [0, 1], got {max_benign_rate!r}")
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(is_attack, dtype=bool)
+    if s.ndim != 1 or y.shape != s.shape:
+        raise ValueError(f"scores and is_attack must be 1-d of the same length, got {s.shape} and {y.shape}")
+    benign = np.sort(s[~y])
+    if benign.size == 0:
+        raise ValueError("is_attack must contain benign rows to tune a threshold")
+    allowed = int(math.floor(max_benign_rate * benign.size))      # benign rows we may flag
+    if allowed >= benign.size:
+        return 0.0
+    # flag scores >= t: with t just above the (allowed+1)-th highest benign score, `allowed` are flagged
+    return float(min(1.0, np.nextafter(benign[benign.size - allowed - 1], np.inf)))
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -41,6 +99,10 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
 class InjectionDetector:
     """``InjectionDetector(embed)``: ``embed(list[str]) -> (N, D)`` array (e.g. MiniLM).
 
+    ``ngrams``: add :func:`ngram_features` (``ngram_dim`` buckets, scaled by ``ngram_weight`` in
+    (0, 100]) beside the embedding; ``rule_features``: add one 0/1 column per injection rule
+    (scaled by ``rule_weight``). Both default to off (the embedding alone).
+
     ``fit(texts, is_attack)`` then ``scores(texts)`` (attack probabilities), ``flags(texts)``
     (scores >= ``threshold``). ``predict_proba`` and ``labels`` make it usable wherever a
     ``(benign, attack)`` classifier is expected.
@@ -48,11 +110,19 @@ class InjectionDetector:
 
     labels = ("benign", "attack")
 
-    def __init__(self, embed: Callable, *, threshold: float = 0.5):
+    def __init__(self, embed: Callable, *, threshold: float = 0.5, ngrams: bool = False, ngram_dim: int = 4096,
+                 ngram_weight: float = 1.0, rule_features: bool = False, rule_weight: float = 0.5):
         if not callable(embed):
             raise TypeError("embed must be callable: embed(list[str]) -> (N, D) array")
+        if not isinstance(ngram_dim, int) or not 16 <= ngram_dim <= 1 << 20:
+            raise ValueError(f"ngram_dim must be an int in [16, 1048576], got {ngram_dim!r}")
+        for name, v in [("ngram_weight", ngram_weight), ("rule_weight", rule_weight)]:
+            if not isinstance(v, (int, float)) or not 0 < v <= 100:
+                raise ValueError(f"{name} must be a number in (0, 100], got {v!r}")
         self.embed = embed
         self.threshold = self._check_threshold(threshold)
+        self.ngrams, self.ngram_dim, self.ngram_weight = bool(ngrams), ngram_dim, float(ngram_weight)
+        self.rule_features, self.rule_weight = bool(rule_features), float(rule_weight)
         self.weights: np.ndarray | None = None
         self.bias = 0.0
 
@@ -68,7 +138,20 @@ class InjectionDetector:
         x = np.asarray(self.embed(list(texts)), dtype=np.float64)
         if x.ndim != 2 or x.shape[0] != len(texts):
             raise ValueError(f"embed must return an (N, D) array for N={len(texts)} texts, got shape {x.shape}")
-        return x
+        parts = [x]
+        if self.ngrams:
+            parts.append(self.ngram_weight * ngram_features(texts, dim=self.ngram_dim))
+        if self.rule_features:
+            from .injection import INJECTION_RULES, rule_hits
+            names = [name for name, _ in INJECTION_RULES]
+            hits = [set(rule_hits(t)) for t in texts]
+            parts.append(self.rule_weight * np.array([[n in h for n in names] for h in hits], dtype=np.float64))
+        return np.hstack(parts) if len(parts) > 1 else x
+
+    def config(self) -> dict:
+        """The feature settings (what :meth:`to_dict` stores beside the coefficients)."""
+        return {"ngrams": self.ngrams, "ngram_dim": self.ngram_dim, "ngram_weight": self.ngram_weight,
+                "rule_features": self.rule_features, "rule_weight": self.rule_weight}
 
     def fit(self, texts: Sequence[str], is_attack: Sequence[bool], *, steps: int = 500, lr: float = 2.0,
             l2: float = 1e-3, balanced: bool = True) -> "InjectionDetector":
@@ -118,40 +201,90 @@ class InjectionDetector:
         """Set ``threshold`` to the lowest value whose benign flag rate on these (development!) rows
         is at most ``max_benign_rate`` (in [0, 1]); returns it. Catching more attacks always costs
         benign flags, so the budget for the cost is what one chooses."""
-        if not 0.0 <= max_benign_rate <= 1.0:
+        if not isinstance(max_benign_rate, (int, float)) or not 0.0 <= max_benign_rate <= 1.0:
             raise ValueError(f"max_benign_rate must be in [0, 1], got {max_benign_rate}")
-        y = np.asarray(is_attack, dtype=bool)
-        s = self.scores(texts)
-        benign = np.sort(s[~y])
-        if benign.size == 0:
-            raise ValueError("is_attack must contain benign rows to tune a threshold")
-        allowed = int(math.floor(max_benign_rate * benign.size))      # benign rows we may flag
-        if allowed >= benign.size:
-            self.threshold = 0.0
-            return self.threshold
-        # flag scores >= t: with t just above the (allowed+1)-th highest benign score, `allowed` are flagged
-        cut = benign[benign.size - allowed - 1]
-        self.threshold = float(min(1.0, np.nextafter(cut, np.inf)))
+        self.threshold = threshold_for_benign_rate(self.scores(texts), is_attack, max_benign_rate)
         return self.threshold
 
     def to_dict(self) -> dict:
         if self.weights is None:
             raise RuntimeError("the detector is not trained")
-        return {"weights": [float(v) for v in self.weights], "bias": self.bias, "threshold": self.threshold}
+        return {"weights": [float(v) for v in self.weights], "bias": self.bias, "threshold": self.threshold,
+                **self.config()}
+
+    @classmethod
+    def from_dict(cls, data: dict, embed: Callable) -> "InjectionDetector":
+        """A detector from :meth:`to_dict`; ``embed`` must be the embedder it was trained with."""
+        if not isinstance(data, dict) or not {"weights", "bias", "threshold"} <= set(data):
+            raise ValueError("data must be a dict from to_dict() with weights, bias and threshold")
+        keys = ("ngrams", "ngram_dim", "ngram_weight", "rule_features", "rule_weight")
+        det = cls(embed, threshold=data["threshold"], **{k: data[k] for k in keys if k in data})
+        det.weights, det.bias = np.asarray(data["weights"], dtype=np.float64), float(data["bias"])
+        return det
 
     def save(self, path) -> Path:
         """Write the coefficients as JSON (a few KB for 384-d embeddings)."""
         path = Path(path)
-        path.write_text(json.dumps(self.to_dict()), encoding="utf-8")
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict()), encoding="utf-8")
+        tmp.replace(path)                                   # atomic: a reader never sees half a file
         return path
 
     @classmethod
     def load(cls, path, embed: Callable) -> "InjectionDetector":
         """A detector from :meth:`save`'s JSON; ``embed`` must be the embedder it was trained with."""
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        det = cls(embed, threshold=data["threshold"])
-        det.weights, det.bias = np.asarray(data["weights"], dtype=np.float64), float(data["bias"])
-        return det
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")), embed)
+
+
+def _auc(scores: np.ndarray, y: np.ndarray) -> float:
+    a, b = scores[y], scores[~y]
+    return float((a[:, None] > b[None, :]).mean() + 0.5 * (a[:, None] == b[None, :]).mean())
+
+
+def fit_by_family_cv(rows: Sequence[dict], embed: Callable, configs: dict, *, n_folds: int = 3,
+                     max_benign_rate: float = 0.15, steps: int = 1000, seed: int = 1):
+    """Choose a detector's features and threshold on **whole held-out families** of ``rows``.
+
+    ``rows``: attack-set rows (``text``, ``label``, ``family``; see
+    :func:`~genai_helpers.guardrails.attack_set.make_attack_set`) — the *training* families only.
+    ``configs``: ``{name: InjectionDetector keyword arguments}``. Each config is scored by grouped
+    cross-validation: :func:`~genai_helpers.guardrails.attack_set.family_folds` (``n_folds``,
+    ``seed``) trains on some families and scores the others, so every row gets an out-of-family
+    score. The config with the most out-of-family attacks flagged at the threshold that flags at
+    most ``max_benign_rate`` of the out-of-family benign rows wins (ties: higher AUC, then order);
+    the detector is then fitted on all ``rows`` with that threshold.
+
+    Returns ``(detector, report)``; ``report[name] = {"auc", "attack_rate", "threshold"}`` on the
+    out-of-family scores, plus ``report["chosen"] = name``.
+    """
+    from .attack_set import family_folds
+
+    if not isinstance(configs, dict) or not configs:
+        raise ValueError("configs must be a non-empty dict {name: InjectionDetector keyword arguments}")
+    if not isinstance(max_benign_rate, (int, float)) or not 0.0 <= max_benign_rate <= 1.0:
+        raise ValueError(f"max_benign_rate must be in [0, 1], got {max_benign_rate!r}")
+    rows = list(rows)
+    if not rows or not all(isinstance(r, dict) and {"text", "label", "family"} <= set(r) for r in rows):
+        raise ValueError("rows must be a non-empty list of dicts with text, label and family")
+    folds = family_folds(rows, n_folds, seed=seed)
+    texts = [r["text"] for r in rows]
+    y = np.array([r["label"] == "attack" for r in rows])
+    pos = {id(r): i for i, r in enumerate(rows)}
+    report: dict = {}
+    for name, kw in configs.items():
+        oof = np.zeros(len(rows))
+        for fit_part, held_part in folds:
+            det = InjectionDetector(embed, **kw).fit([r["text"] for r in fit_part],
+                                                     [r["label"] == "attack" for r in fit_part], steps=steps)
+            oof[[pos[id(r)] for r in held_part]] = det.scores([r["text"] for r in held_part])
+        th = threshold_for_benign_rate(oof, y, max_benign_rate)
+        report[name] = {"auc": _auc(oof, y), "attack_rate": float((oof[y] >= th).mean()), "threshold": th}
+    order = list(configs)
+    chosen = max(order, key=lambda n: (report[n]["attack_rate"], report[n]["auc"], -order.index(n)))
+    det = InjectionDetector(embed, **configs[chosen]).fit(texts, y.tolist(), steps=steps)
+    det.threshold = report[chosen]["threshold"]
+    report["chosen"] = chosen
+    return det, report
 
 
 def make_observation_filter(*, detector: InjectionDetector | None = None, use_rules: bool = True) -> Callable:

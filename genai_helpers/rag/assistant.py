@@ -46,7 +46,7 @@ from .evaluation import sentences
 from .generation import ABSTAIN, Answer
 from .indexes import bm25_tokens
 
-__all__ = ["STOP_WORDS", "content_words", "answer_units", "GroundedReader", "BookAnswer", "BookAssistant",
+__all__ = ["DEFAULT_ASSISTANT_METHOD", "STOP_WORDS", "content_words", "answer_units", "GroundedReader", "BookAnswer", "BookAssistant",
            "build_book_assistant", "answer_recall", "token_f1"]
 
 #: Question words that carry no content, beyond the stop words :func:`~genai_helpers.rag.indexes.bm25_tokens`
@@ -56,6 +56,11 @@ do does did done can could should would will may might must shall have has had h
 there here what which who whom whose how why when where i you we they he she them me my your our their us one
 as if than then so such into onto about over under out up down also only just very more most much many some any
 each every all both either neither other another""".split())
+
+#: The retrieval method :func:`build_book_assistant` asks the index for; ``None`` means the index's
+#: own method (for :func:`~genai_helpers.rag.retriever.build_book_index`, ``"hybrid_rerank"``).
+#: Chapter 07 compares it with the trained cross-encoder (``"hybrid_ce"``) on the dev questions.
+DEFAULT_ASSISTANT_METHOD: str | None = None
 
 _HEADING = re.compile(r"^\s*#+\s")
 _CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)```", re.S)
@@ -263,7 +268,7 @@ def _idf_from_index(index) -> Callable[[str], float]:
 
 
 def build_book_assistant(root: str | os.PathLike = ".", *, index=None, embedder=None, generator=None,
-                         k: int = 4, **reader_options) -> BookAssistant:
+                         k: int = 4, method: str | None = DEFAULT_ASSISTANT_METHOD, **reader_options) -> BookAssistant:
     """The book assistant over the repository at ``root``.
 
     ``index``: a prebuilt :class:`~genai_helpers.rag.retriever.RAGIndex` (else one is built, about a
@@ -271,8 +276,14 @@ def build_book_assistant(root: str | os.PathLike = ".", *, index=None, embedder=
     ``"book-lm"`` for the fine-tuned book LM reader (``"book-lm-untrained"``: the same prompt, no
     fine-tuning), a Hugging Face model name for
     :class:`~genai_helpers.rag.generation.TransformersGenerator`, or any
-    ``callable(question, hits) -> Answer``. ``reader_options`` go to :class:`GroundedReader`.
+    ``callable(question, hits) -> Answer``. ``method``: the retrieval method (one of
+    ``genai_helpers.rag.retriever.METHODS``; ``None``: the index's own). ``reader_options`` go to
+    :class:`GroundedReader`.
     """
+    if method is not None:
+        from .retriever import METHODS
+        if method not in METHODS:
+            raise ValueError(f"method must be None or one of {METHODS}, got {method!r}")
     if index is None:
         from .retriever import build_book_index
 
@@ -283,7 +294,7 @@ def build_book_assistant(root: str | os.PathLike = ".", *, index=None, embedder=
         generator = load_generator(generator, index.embedder.encode)
     elif generator is not None and not callable(generator):
         raise TypeError(f"generator must be None, a model name or a callable(question, hits), got {type(generator).__name__}")
-    return BookAssistant(index, generator, k=k, **reader_options)
+    return BookAssistant(index, generator, k=k, method=method, **reader_options)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,7 +11,10 @@ Methods (``search(..., method=...)``):
 - ``"dense"``   — cosine similarity of embeddings (FAISS);
 - ``"bm25"``    — keyword search;
 - ``"hybrid"``  — dense and BM25 rankings fused by reciprocal rank fusion;
-- ``"hybrid_rerank"`` — the top 12 hybrid candidates re-ordered by :func:`genai_helpers.rag.fusion.rerank`;
+- ``"hybrid_rerank"`` — the top 12 hybrid candidates re-ordered by :func:`genai_helpers.rag.fusion.rerank`
+  (window cosine plus word overlap: no training);
+- ``"hybrid_ce"`` — the same 12 candidates re-ordered by the trained cross-encoder of
+  :mod:`genai_helpers.rag.cross_encoder` (shipped weights, loaded on first use);
 - ``"multi_query"`` — the query, its keyword rewrite and its feedback expansion, each searched
   with hybrid, fused again (query rewriting / expansion).
 
@@ -40,7 +43,7 @@ from .ingest import IngestReport, load_book
 __all__ = ["METHODS", "DEFAULT_METHOD", "CANDIDATES", "RERANK_CANDIDATES", "Hit", "RAGIndex", "build_book_index",
            "rewrite_query", "expand_query", "hyde_search"]
 
-METHODS = ("dense", "bm25", "hybrid", "hybrid_rerank", "multi_query")
+METHODS = ("dense", "bm25", "hybrid", "hybrid_rerank", "hybrid_ce", "multi_query")
 #: The retrieval method :class:`RAGIndex` uses unless told otherwise: hybrid search, then reranking.
 DEFAULT_METHOD = "hybrid_rerank"
 CANDIDATES = 30           # how deep each ranking goes before fusion
@@ -123,9 +126,20 @@ class RAGIndex:
             fused = reciprocal_rank_fusion([[i for i, _ in self.hybrid_ranking(v, depth)] for v in variants])
             return [(int(i), s) for i, s in fused]
         cands = [i for i, _ in self.hybrid_ranking(query, depth)][:RERANK_CANDIDATES]
-        scores = rerank(query, [self.chunks[i].embed_text for i in cands], self.embedder.encode, window=400)
+        texts = [self.chunks[i].embed_text for i in cands]
+        if method == "hybrid_ce":
+            scores = self.cross_encoder.score(query, texts)
+        else:
+            scores = rerank(query, texts, self.embedder.encode, window=400)
         order = np.argsort(-scores, kind="stable")
         return [(cands[j], float(scores[j])) for j in order]
+
+    @property
+    def cross_encoder(self):
+        """The trained reranker of ``method="hybrid_ce"``
+        (:func:`~genai_helpers.rag.cross_encoder.load_cross_encoder`; loaded once, on first use)."""
+        from .cross_encoder import load_cross_encoder
+        return load_cross_encoder()
 
     # -- the public entry ---------------------------------------------------------------------
     def hit(self, chunk_id: int, score: float) -> Hit:
