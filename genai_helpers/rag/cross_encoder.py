@@ -39,7 +39,8 @@ import numpy as np
 import torch
 
 __all__ = ["WEIGHTS", "MANIFEST", "MAX_TOKENS", "SEED", "CrossEncoder", "make_reranker_data",
-           "train_cross_encoder", "save_cross_encoder", "reranker_manifest", "load_cross_encoder"]
+           "train_cross_encoder", "save_cross_encoder", "reranker_manifest", "load_cross_encoder",
+           "data_hash", "group_accuracy", "main"]
 
 RERANKER_DIR = Path(__file__).resolve().parent
 WEIGHTS = "cross_encoder.safetensors"
