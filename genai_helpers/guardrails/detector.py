@@ -6,7 +6,7 @@ an embedding places "disregard what you were told earlier" near "ignore previous
 so the detector can catch wordings — and whole kinds of attack — that no rule names. Optional
 lexical features sit beside the embedding (``ngrams=True``: hashed character 3-5-grams and word
 1-2-grams of the rules' normalised text, see :func:`ngram_features`; ``rule_features=True``: one
-0/1 column per rule of :data:`~genai_helpers.guardrails.injection.INJECTION_RULES`, so the rules
+0/1 column per rule of ``INJECTION_RULES`` in :mod:`genai_helpers.guardrails.injection`, so the rules
 become evidence the model weighs instead of a hard filter in front of it). It is
 trained full-batch with plain gradient descent for a fixed number of steps (deterministic), and
 its ``threshold`` is tuned on a *development* split with :meth:`InjectionDetector.tune_threshold`,
